@@ -1,0 +1,80 @@
+"""The staff roles and what each may do.
+
+Groups are created and kept in step by data migrations that call `sync_roles` (each app that adds
+models adds a migration calling it again), so a fresh database always has them.
+
+- Billing clerk: sees everything; adds and edits members, locations, accounts, meters and the
+  records of the daily work; deletes nothing (financial records are never deleted by a clerk);
+  cannot touch policy, the fee schedule, billing cycles, office closures or weather holds, and
+  cannot waive fees.
+- Billing manager: everything a clerk does, plus policy, the fee schedule, cycles, closures,
+  weather holds and fee waivers. Financial records in `billing` are never deleted by anyone.
+- Auditor: read-only, everywhere.
+"""
+
+CLERK = "Billing clerk"
+MANAGER = "Billing manager"
+AUDITOR = "Auditor"
+
+# Apps whose records the roles work with.
+ROLE_APPS = ("coop", "accounts", "meters", "billing", "notifications", "django_q")
+# Apps a clerk may add to and change (minus the manager-only models below).
+CLERK_EDIT_APPS = ("accounts", "meters", "billing", "notifications")
+# Models only managers edit (model names, lower case, as in content types).
+MANAGER_ONLY_MODELS = {
+    ("coop", "policy"),
+    ("coop", "feescheduleentry"),
+    ("coop", "billingcycle"),
+    ("coop", "officeclosure"),
+    ("coop", "weatherhold"),
+}
+# Apps whose rows are financial records: nobody's role may delete them.
+FINANCIAL_APPS = ("billing",)
+# Audit trails, written only by services: every role may read them, none may write them.
+AUDIT_MODELS = {("accounts", "accountstatuschange")}
+
+
+def _role_allows(role: str, app_label: str, model: str, codename: str) -> bool:
+    action = codename.split("_", 1)[0]
+    historical = model.startswith("historical")
+    if action == "view":
+        return True
+    if role == AUDITOR or historical or (app_label, model) in AUDIT_MODELS:
+        return False
+    if role == MANAGER:
+        return not (action == "delete" and app_label in FINANCIAL_APPS)
+    # Clerk
+    if codename == "waive_fee" or action == "delete":
+        return False
+    return (
+        app_label in CLERK_EDIT_APPS
+        and (app_label, model) not in MANAGER_ONLY_MODELS
+        and action
+        in (
+            "add",
+            "change",
+        )
+    )
+
+
+def sync_roles(apps, schema_editor=None):
+    """Create the three groups and give each exactly the permissions its role allows."""
+    from django.contrib.auth.management import create_permissions
+
+    # Permissions are normally created after migrate; make sure the ones we hand out exist now.
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    perms = list(
+        Permission.objects.filter(content_type__app_label__in=ROLE_APPS).select_related("content_type")
+    )
+    for role in (CLERK, MANAGER, AUDITOR):
+        group, _ = Group.objects.get_or_create(name=role)
+        allowed = [
+            p for p in perms if _role_allows(role, p.content_type.app_label, p.content_type.model, p.codename)
+        ]
+        group.permissions.set(allowed)

@@ -1,0 +1,1 @@
+# Preferences, messages and the delivery log arrive with "4. Notifications".
