@@ -1,0 +1,107 @@
+"""Writes for members, service locations and accounts. Each validates fully before saving."""
+
+import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.exceptions import IllegalStatusTransition
+from accounts.models import Account, AccountStatusChange, Member, ServiceLocation
+
+
+def _save_new(instance):
+    instance.full_clean()
+    instance.save()
+    return instance
+
+
+@transaction.atomic
+def member_create(*, actor=None, **fields) -> Member:
+    """Create a member. Bad input (an invalid phone number for the region, a malformed email)
+    raises ValidationError naming the field, and nothing is saved."""
+    member = Member(**fields)
+    member._history_user = actor
+    return _save_new(member)
+
+
+@transaction.atomic
+def location_create(*, actor=None, **fields) -> ServiceLocation:
+    location = ServiceLocation(**fields)
+    location._history_user = actor
+    return _save_new(location)
+
+
+def next_account_number() -> str:
+    """Account numbers are seven digits, allocated in order after the highest numeric one."""
+    last = (
+        Account.objects.filter(number__regex=r"^[0-9]{7}$").order_by("-number").values_list("number", flat=True)
+    ).first()
+    return f"{int(last) + 1 if last else 1000001:07d}"
+
+
+@transaction.atomic
+def account_open(
+    *,
+    actor,
+    member: Member,
+    location: ServiceLocation,
+    billing_mode: str,
+    billing_cycle=None,
+    number: str | None = None,
+    opened_on: datetime.date | None = None,
+) -> Account:
+    """Open a new account in status pending. It becomes active through account_change_status
+    once enrollment is complete (deposit or starting balance received, meter set)."""
+    account = Account(
+        number=number or next_account_number(),
+        member=member,
+        location=location,
+        billing_mode=billing_mode,
+        billing_cycle=billing_cycle,
+        opened_on=opened_on,
+        status=Account.Status.PENDING,
+        status_changed_at=timezone.now(),
+    )
+    account._history_user = actor
+    return _save_new(account)
+
+
+@transaction.atomic
+def account_change_status(*, account: Account, to_status: str, actor, reason: str) -> Account:
+    """Move an account to another status along the allowed lifecycle, with an audit record.
+
+    The account row is locked first so two clerks (or a clerk and the daily run) cannot both
+    move it from the same starting status.
+    """
+    if not reason or not reason.strip():
+        raise IllegalStatusTransition("Say why the status is changing.")
+    locked = Account.objects.select_for_update().get(pk=account.pk)
+    from_status = Account.Status(locked.status)
+    to_status = Account.Status(to_status)
+    if to_status not in Account.ALLOWED_TRANSITIONS[from_status]:
+        allowed = ", ".join(sorted(s.label for s in Account.ALLOWED_TRANSITIONS[from_status])) or "none"
+        raise IllegalStatusTransition(
+            f"Account {locked.number} is {from_status.label.lower()} and cannot become "
+            f"{to_status.label.lower()}. From {from_status.label.lower()} it can become: {allowed}."
+        )
+    now = timezone.now()
+    locked.status = to_status
+    locked.status_changed_at = now
+    today = timezone.localdate(now)
+    if to_status == Account.Status.ACTIVE and locked.opened_on is None:
+        locked.opened_on = today
+    if to_status == Account.Status.CLOSED:
+        locked.closed_on = today
+    locked._history_user = actor
+    locked._change_reason = reason
+    locked.save()
+    AccountStatusChange.objects.create(
+        account=locked,
+        from_status=from_status,
+        to_status=to_status,
+        changed_at=now,
+        actor=actor,
+        reason=reason.strip(),
+    )
+    account.refresh_from_db()
+    return locked
