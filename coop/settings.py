@@ -4,6 +4,7 @@ Everything that differs between machines comes from the environment (or an optio
 beside manage.py), read through django-environ. `.env.example` documents every variable.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -13,6 +14,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env")  # optional; real environment variables win
+# A variable left empty (as in a copied .env.example) means "use the default", not "empty".
+OUR_PREFIXES = ("DJANGO_", "DATABASE_", "REDIS_", "Q_", "COOP_", "EMAIL_", "PHONENUMBER_", "TWILIO_", "LOG_")
+for _name in [k for k, v in os.environ.items() if v == "" and k.startswith(OUR_PREFIXES)]:
+    del os.environ[_name]
 
 DEV_SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"
 
