@@ -1,1 +1,141 @@
-# The ledger, payments, fees, plans, rates and the daily run arrive with "2. Money core".
+"""The double-entry ledger.
+
+Every movement of money is a `Transaction` whose `Leg`s sum to zero across `LedgerAccount`s. A leg's
+amount is debit-positive: +10.00 debits an account, -10.00 credits it. Posted legs are never
+changed or deleted; a mistake is corrected by a reversing transaction that points at the original.
+On PostgreSQL the database enforces both rules with triggers (see migration 0002_ledger_triggers);
+elsewhere `billing.ledger` is the only writer and checks them.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from coop.money import MoneyField
+
+
+class LedgerAccount(models.Model):
+    class Kind(models.TextChoices):
+        ASSET = "asset", "Asset"
+        LIABILITY = "liability", "Liability"
+        REVENUE = "revenue", "Revenue"
+        EXPENSE = "expense", "Expense"
+
+    class Purpose(models.TextChoices):
+        # One of each per member account.
+        PREPAID_CREDIT = "prepaid_credit", "Prepaid credit"
+        ARREARS = "arrears", "Arrears"
+        DEPOSIT_HELD = "deposit_held", "Deposit held"
+        AMOUNT_DUE = "amount_due", "Amount due (postpaid)"
+        # The cooperative's own.
+        CASH_CLEARING = "cash_clearing", "Cash clearing"
+        ENERGY_REVENUE = "energy_revenue", "Energy revenue"
+        FEE_REVENUE = "fee_revenue", "Fee revenue"
+        REFUNDS_PAYABLE = "refunds_payable", "Refunds payable"
+        WRITE_OFFS = "write_offs", "Bad-debt write-offs"
+        ADJUSTMENTS = "adjustments", "Billing adjustments"
+
+    # What kind of account each purpose is. A member's prepaid credit and deposit are money the
+    # cooperative owes the member (liabilities); arrears and postpaid amounts due are money the
+    # member owes (receivables, assets).
+    KIND_OF = {
+        Purpose.PREPAID_CREDIT: Kind.LIABILITY,
+        Purpose.ARREARS: Kind.ASSET,
+        Purpose.DEPOSIT_HELD: Kind.LIABILITY,
+        Purpose.AMOUNT_DUE: Kind.ASSET,
+        Purpose.CASH_CLEARING: Kind.ASSET,
+        Purpose.ENERGY_REVENUE: Kind.REVENUE,
+        Purpose.FEE_REVENUE: Kind.REVENUE,
+        Purpose.REFUNDS_PAYABLE: Kind.LIABILITY,
+        Purpose.WRITE_OFFS: Kind.EXPENSE,
+        Purpose.ADJUSTMENTS: Kind.EXPENSE,
+    }
+    MEMBER_PURPOSES = (Purpose.PREPAID_CREDIT, Purpose.ARREARS, Purpose.DEPOSIT_HELD, Purpose.AMOUNT_DUE)
+
+    code = models.CharField(max_length=60, unique=True)
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    purpose = models.CharField(max_length=20, choices=Purpose.choices)
+    account = models.ForeignKey(
+        "accounts.Account", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_accounts"
+    )
+    tender = models.CharField(max_length=20, blank=True, help_text="For cash clearing: the tender.")
+    # Debit-positive sum of this account's legs, kept in the same database transaction as the legs
+    # under a row lock; `manage.py ledger_audit` proves it equals the sum.
+    balance = MoneyField(default=0)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "purpose"],
+                condition=Q(account__isnull=False),
+                name="one_ledger_account_per_member_account_purpose",
+            )
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def natural_balance(self):
+        """The balance as people read it: credit-positive for liabilities and revenue."""
+        return -self.balance if self.kind in (self.Kind.LIABILITY, self.Kind.REVENUE) else self.balance
+
+
+class Transaction(models.Model):
+    class Kind(models.TextChoices):
+        PAYMENT = "payment", "Payment"
+        PAYMENT_RETURN = "payment_return", "Returned payment"
+        FEE = "fee", "Fee"
+        FEE_WAIVER = "fee_waiver", "Fee waived"
+        DEPOSIT_COLLECT = "deposit_collect", "Deposit collected"
+        DEPOSIT_APPLY = "deposit_apply", "Deposit applied"
+        DEPOSIT_REFUND = "deposit_refund", "Deposit refunded"
+        ADJUSTMENT = "adjustment", "Adjustment"
+        REFUND = "refund", "Credit refund"
+        WRITE_OFF = "write_off", "Write-off"
+        ENERGY = "energy", "Energy charge"
+        REVERSAL = "reversal", "Reversal"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    effective_date = models.DateField(help_text="The business day the money movement belongs to.")
+    posted_at = models.DateTimeField(default=timezone.now, editable=False)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    memo = models.CharField(max_length=300, blank=True)
+    idempotency_key = models.CharField(max_length=120, unique=True)
+    account = models.ForeignKey(
+        "accounts.Account",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="transactions",
+        help_text="The member account this transaction concerns, if any.",
+    )
+    reverses = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by"
+    )
+
+    class Meta:
+        ordering = ["-posted_at", "-id"]
+        indexes = [models.Index(fields=["account", "-posted_at", "-id"])]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} #{self.pk}"
+
+
+class Leg(models.Model):
+    transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, related_name="legs")
+    ledger_account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="legs")
+    amount = MoneyField(help_text="Debit positive, credit negative.")
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["ledger_account", "transaction"])]
+        constraints = [models.CheckConstraint(condition=~Q(amount=0), name="leg_amount_not_zero")]
+
+    def __str__(self):
+        return f"{self.ledger_account}: {self.amount}"

@@ -30,8 +30,14 @@ MANAGER_ONLY_MODELS = {
 }
 # Apps whose rows are financial records: nobody's role may delete them.
 FINANCIAL_APPS = ("billing",)
-# Audit trails, written only by services: every role may read them, none may write them.
-AUDIT_MODELS = {("accounts", "accountstatuschange")}
+# Audit trails and the ledger, written only by services: every role may read them, none may write
+# them through the admin.
+AUDIT_MODELS = {
+    ("accounts", "accountstatuschange"),
+    ("billing", "ledgeraccount"),
+    ("billing", "transaction"),
+    ("billing", "leg"),
+}
 
 
 def _role_allows(role: str, app_label: str, model: str, codename: str) -> bool:

@@ -1,0 +1,142 @@
+"""The only code that writes ledger rows.
+
+`ledger_post` writes one balanced transaction and moves the stored balances of the ledger accounts
+it touches, all in one database transaction and under row locks on those accounts, so a stored
+balance always equals the sum of its legs. `ledger_reverse` corrects a transaction by posting its
+mirror image. Nothing here updates or deletes a leg.
+"""
+
+import datetime
+from collections import defaultdict
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from billing.exceptions import LedgerError
+from billing.models import LedgerAccount, Leg, Transaction
+from coop.money import to_cents
+
+
+def member_ledger_account(account, purpose: str) -> LedgerAccount:
+    """The ledger account of `purpose` for a member account, created on first use."""
+    purpose = LedgerAccount.Purpose(purpose)
+    if purpose not in LedgerAccount.MEMBER_PURPOSES:
+        raise LedgerError(f"{purpose.label} is not a member ledger account.")
+    ledger_account, _ = LedgerAccount.objects.get_or_create(
+        account=account,
+        purpose=purpose,
+        defaults={
+            "code": f"member:{account.number}:{purpose.value}",
+            "name": f"{account.number} {purpose.label.lower()}",
+            "kind": LedgerAccount.KIND_OF[purpose],
+        },
+    )
+    return ledger_account
+
+
+def coop_ledger_account(purpose: str, *, tender: str = "") -> LedgerAccount:
+    """One of the cooperative's own ledger accounts (cash clearing is kept per tender)."""
+    purpose = LedgerAccount.Purpose(purpose)
+    if purpose in LedgerAccount.MEMBER_PURPOSES:
+        raise LedgerError(f"{purpose.label} belongs to a member account.")
+    if (purpose == LedgerAccount.Purpose.CASH_CLEARING) != bool(tender):
+        raise LedgerError("Cash clearing, and only cash clearing, is kept per tender.")
+    code = f"coop:{purpose.value}" + (f":{tender}" if tender else "")
+    name = purpose.label + (f" ({tender})" if tender else "")
+    ledger_account, _ = LedgerAccount.objects.get_or_create(
+        code=code,
+        defaults={"name": name, "kind": LedgerAccount.KIND_OF[purpose], "purpose": purpose, "tender": tender},
+    )
+    return ledger_account
+
+
+def _normalise(legs) -> list[tuple[LedgerAccount, Decimal]]:
+    """Round each leg to the cent, merge legs on the same account, drop zero legs, and check the
+    transaction balances."""
+    merged: dict[int, Decimal] = defaultdict(Decimal)
+    by_id = {}
+    for ledger_account, amount in legs:
+        if isinstance(amount, float):
+            raise LedgerError("Ledger amounts must be Decimal, never float.")
+        merged[ledger_account.pk] += to_cents(amount)
+        by_id[ledger_account.pk] = ledger_account
+    result = [(by_id[pk], amount) for pk, amount in merged.items() if amount]
+    if len(result) < 2:
+        raise LedgerError("A transaction needs at least two non-zero legs.")
+    total = sum((amount for _, amount in result), Decimal("0.00"))
+    if total != 0:
+        raise LedgerError(f"A transaction's legs must sum to zero; these sum to {total}.")
+    return result
+
+
+@transaction.atomic
+def ledger_post(
+    *,
+    kind: str,
+    legs,
+    idempotency_key: str,
+    effective_date: datetime.date,
+    actor=None,
+    memo: str = "",
+    account=None,
+    reverses: Transaction | None = None,
+) -> tuple[Transaction, bool]:
+    """Post one balanced transaction. Returns (transaction, created).
+
+    Idempotent on `idempotency_key`: posting the same key again returns the transaction already
+    posted and changes nothing, even when two processes race to post it.
+    """
+    existing = Transaction.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing, False
+    legs = _normalise(legs)
+    # Lock the touched ledger accounts in id order (a fixed order cannot deadlock) before reading or
+    # moving their balances.
+    ids = sorted(la.pk for la, _ in legs)
+    list(LedgerAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+    try:
+        with transaction.atomic():
+            txn = Transaction.objects.create(
+                kind=kind,
+                effective_date=effective_date,
+                actor=actor,
+                memo=memo[:300],
+                idempotency_key=idempotency_key,
+                account=account,
+                reverses=reverses,
+            )
+    except IntegrityError:
+        # Another process posted the same key between our check and our insert.
+        existing = Transaction.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is None:
+            raise
+        return existing, False
+    Leg.objects.bulk_create([Leg(transaction=txn, ledger_account=la, amount=amount) for la, amount in legs])
+    for la, amount in legs:
+        LedgerAccount.objects.filter(pk=la.pk).update(balance=F("balance") + amount)
+    return txn, True
+
+
+@transaction.atomic
+def ledger_reverse(
+    *, original: Transaction, actor=None, memo: str = "", kind: str | None = None
+) -> Transaction:
+    """Post the mirror image of `original`, linked to it. A transaction is reversed at most once."""
+    original = Transaction.objects.select_for_update().get(pk=original.pk)
+    if original.reverses_id is not None:
+        raise LedgerError(f"Transaction #{original.pk} is itself a reversal and cannot be reversed.")
+    if Transaction.objects.filter(reverses=original).exists():
+        raise LedgerError(f"Transaction #{original.pk} has already been reversed.")
+    legs = [(leg.ledger_account, -leg.amount) for leg in original.legs.select_related("ledger_account")]
+    txn, _ = ledger_post(
+        kind=kind or Transaction.Kind.REVERSAL,
+        legs=legs,
+        idempotency_key=f"reversal:{original.pk}",
+        effective_date=original.effective_date,
+        actor=actor,
+        memo=memo or f"Reverses #{original.pk}",
+        account=original.account,
+        reverses=original,
+    )
+    return txn
