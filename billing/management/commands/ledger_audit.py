@@ -1,0 +1,77 @@
+"""Prove the ledger's invariants over every row; exit 1 if any is broken."""
+
+from decimal import Decimal
+
+from django.core.management.base import BaseCommand
+from django.db import connection
+from django.db.models import Sum
+
+from billing.models import LedgerAccount, Leg, Transaction
+from coop.money import to_cents
+
+# Each check: a title, one set-based query returning the rows that break the invariant, how to
+# print a row, and which of its columns are money (SQLite returns those as plain numbers).
+CHECKS = [
+    (
+        "transaction does not sum to zero or has fewer than two legs",
+        """SELECT t.id, COALESCE(SUM(l.amount), 0), COUNT(l.id)
+             FROM billing_transaction t LEFT JOIN billing_leg l ON l.transaction_id = t.id
+            GROUP BY t.id HAVING COALESCE(SUM(l.amount), 0) <> 0 OR COUNT(l.id) < 2""",
+        "transaction #{0}: legs sum to {1} over {2} legs",
+        (1,),
+    ),
+    (
+        "stored balance differs from the sum of legs",
+        """SELECT a.id, a.code, a.balance, COALESCE(s.total, 0)
+             FROM billing_ledgeraccount a
+             LEFT JOIN (SELECT ledger_account_id, SUM(amount) AS total FROM billing_leg
+                         GROUP BY ledger_account_id) s ON s.ledger_account_id = a.id
+            WHERE a.balance <> COALESCE(s.total, 0)""",
+        "ledger account {1}: stored balance {2}, sum of legs {3}",
+        (2, 3),
+    ),
+    (
+        "idempotency key used more than once",
+        """SELECT idempotency_key, COUNT(*) FROM billing_transaction
+            GROUP BY idempotency_key HAVING COUNT(*) > 1""",
+        "idempotency key {0!r} used {1} times",
+        (),
+    ),
+    (
+        "leg without a transaction",
+        """SELECT l.id FROM billing_leg l LEFT JOIN billing_transaction t ON t.id = l.transaction_id
+            WHERE t.id IS NULL""",
+        "leg #{0} belongs to no transaction",
+        (),
+    ),
+]
+
+
+class Command(BaseCommand):
+    help = (
+        "Check every ledger invariant: each transaction sums to zero, every stored balance equals "
+        "the sum of its legs, idempotency keys are unique, no leg without a transaction. Prints "
+        "each violation and exits 1 if there is any."
+    )
+
+    def handle(self, *args, **options):
+        violations = 0
+        with connection.cursor() as cursor:
+            for _title, sql, line, money_columns in CHECKS:
+                cursor.execute(sql)
+                for row in cursor.fetchall():
+                    violations += 1
+                    values = [to_cents(str(v)) if i in money_columns else v for i, v in enumerate(row)]
+                    self.stdout.write(line.format(*values))
+        if violations:
+            self.stdout.write(f"ledger_audit FAILED violations={violations}")
+            raise SystemExit(1)
+        # The members' side: what the cooperative owes its members (prepaid credit, deposits) less
+        # what they owe it (arrears, amounts due). Legs are debit-positive, so that is minus the
+        # sum of every member ledger account's balance.
+        debit_total = LedgerAccount.objects.filter(account__isnull=False).aggregate(t=Sum("balance"))["t"]
+        member_total = -(debit_total or Decimal("0.00"))
+        self.stdout.write(
+            f"ledger_audit ok transactions={Transaction.objects.count()} legs={Leg.objects.count()} "
+            f"member_balance_total={member_total:.2f}"
+        )

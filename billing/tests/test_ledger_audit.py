@@ -1,0 +1,42 @@
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from billing.tests.test_ledger import books, post  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.django_db
+
+
+def audit():
+    out = StringIO()
+    try:
+        call_command("ledger_audit", stdout=out)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    return code, out.getvalue()
+
+
+def test_a_clean_ledger_passes_with_its_totals(books):  # noqa: F811
+    post("a", [(books["cash"], Decimal("70.00")), (books["credit"], Decimal("-70.00"))])
+    post("b", [(books["credit"], Decimal("3.21")), (books["revenue"], Decimal("-3.21"))])
+    code, out = audit()
+    assert code == 0
+    assert out.strip().splitlines()[-1] == "ledger_audit ok transactions=2 legs=4 member_balance_total=66.79"
+
+
+@pytest.mark.skipif("connection.vendor == 'postgresql'", reason="PostgreSQL triggers refuse the tampering")
+def test_a_tampered_balance_and_an_unbalanced_transaction_are_each_reported(books):  # noqa: F811
+    txn, _ = post("a", [(books["cash"], Decimal("70.00")), (books["credit"], Decimal("-70.00"))])
+    with connection.cursor() as c:
+        c.execute("UPDATE billing_ledgeraccount SET balance = balance + 1 WHERE id = %s", [books["cash"].pk])
+        c.execute("UPDATE billing_leg SET amount = -69 WHERE transaction_id = %s AND amount < 0", [txn.pk])
+    code, out = audit()
+    assert code == 1
+    assert f"transaction #{txn.pk}: legs sum to 1.00 over 2 legs" in out
+    assert "ledger account coop:cash_clearing:cash: stored balance 71.00, sum of legs 70.00" in out
+    assert "ledger account member:" in out  # the credit account no longer matches its legs either
+    assert out.strip().splitlines()[-1] == "ledger_audit FAILED violations=3"
