@@ -7,3 +7,11 @@ class BillingError(CoopError):
 
 class LedgerError(BillingError):
     """A posting that would break the ledger's rules (unbalanced, not Decimal, reversed twice)."""
+
+
+class PaymentRefused(BillingError):
+    """A payment the rules do not allow (below the minimum, a check under restriction...)."""
+
+
+class DuplicatePayment(BillingError):
+    """The tender and reference were already posted, to another account or for another amount."""

@@ -139,3 +139,146 @@ class Leg(models.Model):
 
     def __str__(self):
         return f"{self.ledger_account}: {self.amount}"
+
+
+class Payment(models.Model):
+    """Money received from a member, posted to the ledger as one transaction."""
+
+    class Tender(models.TextChoices):
+        CASH = "cash", "Cash"
+        CHECK = "check", "Check"
+        CARD = "card", "Card"
+        ACH = "ach", "ACH"
+        ONLINE = "online", "Online"
+        MONEY_ORDER = "money_order", "Money order"
+
+    class Status(models.TextChoices):
+        POSTED = "posted", "Posted"
+        RETURNED = "returned", "Returned"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="payments")
+    amount = MoneyField()
+    tender = models.CharField(max_length=20, choices=Tender.choices)
+    reference = models.CharField(
+        max_length=80, help_text="Check number, processor or lockbox reference; unique per tender."
+    )
+    received_at = models.DateTimeField()
+    receipt_number = models.CharField(max_length=20, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.POSTED)
+    transaction = models.OneToOneField(Transaction, on_delete=models.PROTECT, related_name="payment")
+    to_credit = MoneyField(default=0, help_text="Part applied to the prepaid balance.")
+    to_arrears = MoneyField(default=0, help_text="Part taken by the debt-management plan.")
+    to_amount_due = MoneyField(default=0, help_text="Part applied to postpaid amounts due.")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["account", "-received_at"])]
+        constraints = [
+            models.UniqueConstraint(fields=["tender", "reference"], name="payment_unique_tender_reference"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.receipt_number}: ${self.amount} {self.get_tender_display()}"
+
+
+class ReturnedPayment(models.Model):
+    """A posted payment that came back (bounced check, ACH return, card chargeback)."""
+
+    class Reason(models.TextChoices):
+        INSUFFICIENT_FUNDS = "nsf", "Insufficient funds"
+        ACCOUNT_CLOSED = "account_closed", "Account closed"
+        STOP_PAYMENT = "stop_payment", "Stop payment"
+        NO_ACCOUNT = "no_account", "No account / unable to locate"
+        UNAUTHORIZED = "unauthorized", "Unauthorized / disputed"
+        OTHER = "other", "Other"
+
+    payment = models.OneToOneField(Payment, on_delete=models.PROTECT, related_name="return_record")
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    note = models.CharField(max_length=300, blank=True)
+    returned_on = models.DateField()
+    transaction = models.OneToOneField(Transaction, on_delete=models.PROTECT, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-returned_on", "-id"]
+
+    def __str__(self):
+        return f"{self.payment.receipt_number} returned: {self.get_reason_display()}"
+
+
+class ChargedFee(models.Model):
+    """A fee charged to an account, at the amount it was charged at."""
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="fees")
+    code = models.CharField(max_length=40)
+    description = models.CharField(max_length=200)
+    amount = MoneyField()
+    charged_on = models.DateField()
+    transaction = models.OneToOneField(Transaction, on_delete=models.PROTECT, related_name="charged_fee")
+    waiver_transaction = models.OneToOneField(
+        Transaction, null=True, blank=True, on_delete=models.PROTECT, related_name="waived_fee"
+    )
+    waive_reason = models.CharField(max_length=300, blank=True)
+    waived_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-charged_on", "-id"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="charged_fee_positive")]
+
+    def __str__(self):
+        return f"{self.description} ${self.amount}"
+
+    @property
+    def is_waived(self) -> bool:
+        return self.waiver_transaction_id is not None
+
+
+class DebtPlan(models.Model):
+    """A debt-management plan: a share of every payment goes to the account's arrears until they
+    are paid in full."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="debt_plans")
+    share_percent = models.DecimalField(max_digits=5, decimal_places=2)
+    share_override_reason = models.CharField(
+        max_length=300, blank=True, help_text="Why the share differs from the policy's."
+    )
+    enrolled_amount = MoneyField(help_text="Arrears when the plan began.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    enrolled_on = models.DateField()
+    enrolled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    ended_on = models.DateField(null=True, blank=True)
+    cancel_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-enrolled_on", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account"], condition=Q(status="active"), name="one_active_plan_per_account"
+            ),
+            models.CheckConstraint(
+                condition=Q(share_percent__gt=0, share_percent__lte=100), name="plan_share_in_range"
+            ),
+        ]
+
+    def __str__(self):
+        return f"Plan for {self.account} ({self.share_percent}%)"

@@ -27,6 +27,7 @@ MANAGER_ONLY_MODELS = {
     ("coop", "billingcycle"),
     ("coop", "officeclosure"),
     ("coop", "weatherhold"),
+    ("billing", "debtplan"),
 }
 # Apps whose rows are financial records: nobody's role may delete them.
 FINANCIAL_APPS = ("billing",)

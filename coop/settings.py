@@ -114,6 +114,8 @@ USE_TZ = True
 TIME_ZONE = env.str("COOP_TIME_ZONE", default="America/Chicago")
 # Holidays come from the `holidays` package for this US state (observed days included).
 COOP_HOLIDAY_STATE = env.str("COOP_HOLIDAY_STATE", default="WI")
+# Holidays of that list the office works on anyway (names as the holidays package spells them).
+COOP_HOLIDAYS_IGNORED = env.list("COOP_HOLIDAYS_IGNORED", default=[])
 COOP_NAME = env.str("COOP_NAME", default="Demo Electric Cooperative")
 
 # Phone numbers are parsed and validated for this region ("(715) 532-5524" -> +17155325524).

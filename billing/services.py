@@ -1,0 +1,315 @@
+"""Writes that move members' money. Each is one database transaction posting to the ledger."""
+
+import datetime
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Account
+from billing.exceptions import BillingError, DuplicatePayment, PaymentRefused
+from billing.ledger import coop_ledger_account, ledger_post, ledger_reverse, member_ledger_account
+from billing.models import ChargedFee, DebtPlan, LedgerAccount, Payment, ReturnedPayment, Transaction
+from billing.selectors import account_balances, active_plan, check_restricted_until
+from coop.models import FeeScheduleEntry, Policy
+from coop.money import split, to_cents
+
+P = LedgerAccount.Purpose
+ZERO = Decimal("0.00")
+
+
+def _lock_account(account) -> Account:
+    """Serialize money movements of one member account (payments, returns, fees, plan changes)."""
+    return Account.objects.select_for_update().select_related("member").get(pk=account.pk)
+
+
+def _receivable_purpose(account) -> str:
+    """Where a charge lands: prepaid charges come off the prepaid balance; postpaid ones are due."""
+    return P.PREPAID_CREDIT if account.billing_mode == Account.BillingMode.PREPAID else P.AMOUNT_DUE
+
+
+def _initial_minimum_unpaid(account, policy) -> Decimal:
+    """How much of the initial minimum starting balance is still to come. Policy B: the debt
+    plan's share is never taken from the initial $50 minimum."""
+    if account.billing_mode != Account.BillingMode.PREPAID or not policy.debt_plan_exempts_initial_minimum:
+        return ZERO
+    paid = sum(
+        Payment.objects.filter(account=account, status=Payment.Status.POSTED).values_list(
+            "to_credit", flat=True
+        ),
+        ZERO,
+    )
+    return max(ZERO, policy.prepaid_minimum_starting_balance - paid)
+
+
+@transaction.atomic
+def payment_post(
+    *,
+    account,
+    amount,
+    tender: str,
+    reference: str,
+    received_at: datetime.datetime | None = None,
+    actor=None,
+) -> tuple[Payment, bool]:
+    """Post a payment. Returns (payment, created).
+
+    Idempotent on tender + reference: the same check number or processor reference posted again
+    returns the payment already posted. The debt plan's share goes to arrears; the rest to the
+    prepaid balance (prepaid) or the amount due (postpaid).
+    """
+    amount = to_cents(amount)
+    tender = Payment.Tender(tender)
+    reference = (reference or "").strip()
+    if not reference:
+        raise PaymentRefused("A payment needs a reference (receipt, check number or processor id).")
+    if amount <= 0:
+        raise PaymentRefused(f"A payment must be more than $0.00 (got ${amount}).")
+    received_at = received_at or timezone.now()
+    day = timezone.localdate(received_at)
+    account = _lock_account(account)
+
+    existing = Payment.objects.filter(tender=tender, reference=reference).first()
+    if existing is not None:
+        if existing.account_id == account.pk and existing.amount == amount:
+            return existing, False
+        raise DuplicatePayment(
+            f"{tender.label} reference {reference} was already posted as receipt {existing.receipt_number} "
+            f"(${existing.amount} to account {existing.account.number})."
+        )
+    if account.status == Account.Status.CLOSED:
+        raise PaymentRefused(f"Account {account.number} is closed; it takes no payments.")
+    policy = Policy.objects.in_force(day)
+    if (
+        account.billing_mode == Account.BillingMode.PREPAID
+        and policy.prepaid_minimum_payment
+        and amount < policy.prepaid_minimum_payment
+    ):
+        raise PaymentRefused(
+            f"The minimum prepaid payment is ${policy.prepaid_minimum_payment}; ${amount} is less."
+        )
+    if tender == Payment.Tender.CHECK:
+        until = check_restricted_until(account.member, today=day)
+        if until:
+            raise PaymentRefused(
+                f"{account.member} may not pay by check until {until:%B %-d, %Y} (returned checks). "
+                "Take cash, a certified check or a card."
+            )
+
+    to_arrears = ZERO
+    plan = active_plan(account)
+    if plan is not None:
+        arrears = account_balances(account).arrears
+        splittable = amount - min(amount, _initial_minimum_unpaid(account, policy))
+        share, _ = split(splittable, plan.share_percent)
+        to_arrears = min(share, max(arrears, ZERO))
+    rest = amount - to_arrears
+    to_credit, to_due = (rest, ZERO) if account.billing_mode == Account.BillingMode.PREPAID else (ZERO, rest)
+
+    txn, _ = ledger_post(
+        kind=Transaction.Kind.PAYMENT,
+        legs=[
+            (coop_ledger_account(P.CASH_CLEARING, tender=tender), amount),
+            (member_ledger_account(account, P.PREPAID_CREDIT), -to_credit),
+            (member_ledger_account(account, P.ARREARS), -to_arrears),
+            (member_ledger_account(account, P.AMOUNT_DUE), -to_due),
+        ],
+        idempotency_key=f"payment:{tender}:{reference}",
+        effective_date=day,
+        actor=actor,
+        memo=f"{tender.label} {reference}",
+        account=account,
+    )
+    payment = Payment.objects.create(
+        account=account,
+        amount=amount,
+        tender=tender,
+        reference=reference,
+        received_at=received_at,
+        receipt_number=f"R{txn.pk:09d}",
+        transaction=txn,
+        to_credit=to_credit,
+        to_arrears=to_arrears,
+        to_amount_due=to_due,
+        actor=actor,
+    )
+    if plan is not None and to_arrears and account_balances(account).arrears <= 0:
+        plan.status = DebtPlan.Status.COMPLETED
+        plan.ended_on = day
+        plan.save(update_fields=["status", "ended_on"])
+    return payment, True
+
+
+@transaction.atomic
+def fee_charge(
+    *, account, code: str, actor=None, on: datetime.date | None = None, amount=None, memo: str = ""
+):
+    """Charge a fee from the fee schedule (or a policy fee with its amount given) to fee revenue."""
+    on = on or timezone.localdate()
+    account = _lock_account(account)
+    entry = FeeScheduleEntry.objects.filter(code=code).first()
+    if amount is None:
+        if entry is None or not entry.is_active:
+            raise BillingError(f"There is no active fee '{code}' in the fee schedule.")
+        amount = entry.amount
+    amount = to_cents(amount)
+    if amount <= 0:
+        raise BillingError(f"A fee must be more than $0.00 (got ${amount}).")
+    description = memo or (entry.description if entry else code)
+    fee_number = ChargedFee.objects.filter(account=account).count() + 1
+    txn, _ = ledger_post(
+        kind=Transaction.Kind.FEE,
+        legs=[
+            (member_ledger_account(account, _receivable_purpose(account)), amount),
+            (coop_ledger_account(P.FEE_REVENUE), -amount),
+        ],
+        idempotency_key=f"fee:{account.pk}:{fee_number}",
+        effective_date=on,
+        actor=actor,
+        memo=description,
+        account=account,
+    )
+    return ChargedFee.objects.create(
+        account=account,
+        code=code,
+        description=description,
+        amount=amount,
+        charged_on=on,
+        transaction=txn,
+        actor=actor,
+    )
+
+
+@transaction.atomic
+def fee_waive(*, fee: ChargedFee, actor, reason: str) -> ChargedFee:
+    """Waive a charged fee (managers only): its charge is reversed, with the reason."""
+    if actor is None or not actor.has_perm("coop.waive_fee"):
+        raise BillingError("Only a billing manager may waive a fee.")
+    if not reason.strip():
+        raise BillingError("Say why the fee is waived.")
+    _lock_account(fee.account)
+    fee = ChargedFee.objects.select_for_update().get(pk=fee.pk)
+    if fee.is_waived:
+        raise BillingError(f"{fee.description} of {fee.charged_on} was already waived.")
+    fee.waiver_transaction = ledger_reverse(
+        original=fee.transaction, actor=actor, memo=f"Waived: {reason}", kind=Transaction.Kind.FEE_WAIVER
+    )
+    fee.waive_reason = reason.strip()
+    fee.waived_by = actor
+    fee.save(update_fields=["waiver_transaction", "waive_reason", "waived_by"])
+    return fee
+
+
+@transaction.atomic
+def payment_return(
+    *, payment: Payment, reason: str, actor=None, returned_on: datetime.date | None = None, note: str = ""
+) -> ReturnedPayment:
+    """Return a posted payment: reverse it (its plan split included), charge the policy's
+    returned-payment fees at once, and record the return for the check-restriction rule."""
+    returned_on = returned_on or timezone.localdate()
+    account = _lock_account(payment.account)
+    payment = Payment.objects.select_for_update().get(pk=payment.pk)
+    if payment.status == Payment.Status.RETURNED:
+        raise BillingError(f"Payment {payment.receipt_number} was already returned.")
+    reversal = ledger_reverse(
+        original=payment.transaction,
+        actor=actor,
+        memo=f"Returned: {ReturnedPayment.Reason(reason).label}",
+        kind=Transaction.Kind.PAYMENT_RETURN,
+    )
+    payment.status = Payment.Status.RETURNED
+    payment.save(update_fields=["status"])
+    record = ReturnedPayment.objects.create(
+        payment=payment, reason=reason, note=note, returned_on=returned_on, transaction=reversal, actor=actor
+    )
+    policy = Policy.objects.in_force(returned_on)
+    for code, amount in (
+        ("returned-payment", policy.returned_payment_fee),
+        ("returned-payment-collection", policy.returned_payment_collection_fee),
+    ):
+        if amount:
+            fee_charge(
+                account=account,
+                code=code,
+                amount=amount,
+                actor=actor,
+                on=returned_on,
+                memo=f"{'Returned payment fee' if code == 'returned-payment' else 'Collection fee'}"
+                f" ({payment.receipt_number})",
+            )
+    if payment.to_arrears:
+        # The plan's share came back out of arrears: a plan this payment completed resumes.
+        plan = (
+            account.debt_plans.filter(status=DebtPlan.Status.COMPLETED).order_by("-ended_on", "-id").first()
+        )
+        if plan is not None and active_plan(account) is None and account_balances(account).arrears > 0:
+            plan.status, plan.ended_on = DebtPlan.Status.ACTIVE, None
+            plan.save(update_fields=["status", "ended_on"])
+    return record
+
+
+@transaction.atomic
+def plan_enroll(*, account, actor, share_percent=None, override_reason: str = "", on=None) -> DebtPlan:
+    """Enroll an account's arrears in a debt-management plan (managers only)."""
+    on = on or timezone.localdate()
+    account = _lock_account(account)
+    policy = Policy.objects.in_force(on)
+    if active_plan(account) is not None:
+        raise BillingError(f"Account {account.number} already has an active plan.")
+    arrears = account_balances(account).arrears
+    if arrears <= 0:
+        raise BillingError(f"Account {account.number} has no arrears to put in a plan.")
+    share = Decimal(share_percent) if share_percent is not None else policy.debt_plan_share_percent
+    if share != policy.debt_plan_share_percent and not override_reason.strip():
+        raise BillingError(
+            f"The policy's share is {policy.debt_plan_share_percent}%; say why this plan takes {share}%."
+        )
+    if not 0 < share <= 100:
+        raise BillingError(f"A plan's share must be more than 0% and at most 100% (got {share}%).")
+    return DebtPlan.objects.create(
+        account=account,
+        share_percent=share,
+        share_override_reason=override_reason.strip(),
+        enrolled_amount=arrears,
+        enrolled_on=on,
+        enrolled_by=actor,
+    )
+
+
+@transaction.atomic
+def plan_cancel(*, plan: DebtPlan, actor, reason: str) -> DebtPlan:
+    if not reason.strip():
+        raise BillingError("Say why the plan is cancelled.")
+    plan = DebtPlan.objects.select_for_update().get(pk=plan.pk)
+    if plan.status != DebtPlan.Status.ACTIVE:
+        raise BillingError(f"The plan is {plan.get_status_display().lower()}, not active.")
+    plan.status = DebtPlan.Status.CANCELLED
+    plan.ended_on = timezone.localdate()
+    plan.cancel_reason = reason.strip()
+    plan.save(update_fields=["status", "ended_on", "cancel_reason"])
+    return plan
+
+
+@transaction.atomic
+def debt_transfer_to_arrears(*, account, amount, actor, reason: str, on=None) -> Transaction:
+    """Move old debt (a postpaid amount due, unbilled energy, outstanding fees) into arrears, for
+    example when a member converts to prepaid and enrolls the debt in a plan."""
+    amount = to_cents(amount)
+    if amount <= 0 or not reason.strip():
+        raise BillingError("A transfer needs an amount above $0.00 and a reason.")
+    account = _lock_account(account)
+    on = on or timezone.localdate()
+    number = Transaction.objects.filter(account=account, kind=Transaction.Kind.ADJUSTMENT).count() + 1
+    txn, _ = ledger_post(
+        kind=Transaction.Kind.ADJUSTMENT,
+        legs=[
+            (member_ledger_account(account, P.ARREARS), amount),
+            (member_ledger_account(account, P.AMOUNT_DUE), -amount),
+        ],
+        idempotency_key=f"adjustment:{account.pk}:{number}",
+        effective_date=on,
+        actor=actor,
+        memo=f"Debt moved to arrears: {reason.strip()}",
+        account=account,
+    )
+    return txn
