@@ -122,6 +122,7 @@ class Transaction(models.Model):
     class Meta:
         ordering = ["-posted_at", "-id"]
         indexes = [models.Index(fields=["account", "-posted_at", "-id"])]
+        permissions = [("post_adjustment", "Can post adjustments, refunds and write-offs")]
 
     def __str__(self):
         return f"{self.get_kind_display()} #{self.pk}"

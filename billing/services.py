@@ -156,14 +156,13 @@ def fee_charge(
     if amount <= 0:
         raise BillingError(f"A fee must be more than $0.00 (got ${amount}).")
     description = memo or (entry.description if entry else code)
-    fee_number = ChargedFee.objects.filter(account=account).count() + 1
     txn, _ = ledger_post(
         kind=Transaction.Kind.FEE,
         legs=[
             (member_ledger_account(account, _receivable_purpose(account)), amount),
             (coop_ledger_account(P.FEE_REVENUE), -amount),
         ],
-        idempotency_key=f"fee:{account.pk}:{fee_number}",
+        idempotency_key=_next_key(account, "fee"),
         effective_date=on,
         actor=actor,
         memo=description,
@@ -299,17 +298,249 @@ def debt_transfer_to_arrears(*, account, amount, actor, reason: str, on=None) ->
         raise BillingError("A transfer needs an amount above $0.00 and a reason.")
     account = _lock_account(account)
     on = on or timezone.localdate()
-    number = Transaction.objects.filter(account=account, kind=Transaction.Kind.ADJUSTMENT).count() + 1
     txn, _ = ledger_post(
         kind=Transaction.Kind.ADJUSTMENT,
         legs=[
             (member_ledger_account(account, P.ARREARS), amount),
             (member_ledger_account(account, P.AMOUNT_DUE), -amount),
         ],
-        idempotency_key=f"adjustment:{account.pk}:{number}",
+        idempotency_key=_next_key(account, "arrears-transfer"),
         effective_date=on,
         actor=actor,
         memo=f"Debt moved to arrears: {reason.strip()}",
         account=account,
     )
+    return txn
+
+
+def _require_manager(actor, what: str):
+    if actor is None or not actor.has_perm("billing.post_adjustment"):
+        raise BillingError(f"Only a billing manager may {what}.")
+
+
+def _next_key(account, prefix: str) -> str:
+    """A per-account sequence key for staff-initiated postings (the account row is locked)."""
+    return f"{prefix}:{account.pk}:{Transaction.objects.filter(account=account).count() + 1}"
+
+
+# --- Deposits ------------------------------------------------------------------------------------
+
+
+def deposit_required(*, account, on: datetime.date | None = None) -> Decimal:
+    """The security deposit the policy requires for this account.
+
+    First meter $60 with a favorable credit reference, $250 without; an additional meter nothing
+    or $250 (C); $500 after a long disconnection (D); none for prepaid where the policy waives it.
+    """
+    on = on or timezone.localdate()
+    policy = Policy.objects.in_force(on)
+    if account.billing_mode == Account.BillingMode.PREPAID and policy.prepaid_deposit_waived:
+        return ZERO
+    if (
+        policy.long_disconnect_days
+        and account.status == Account.Status.DISCONNECTED
+        and account.status_changed_at
+    ):
+        days_off = (on - timezone.localdate(account.status_changed_at)).days
+        if days_off >= policy.long_disconnect_days:
+            return policy.long_disconnect_deposit
+    first_meter = not (
+        Account.objects.filter(member_id=account.member_id, status__in=Account.OPEN_STATUSES)
+        .exclude(pk=account.pk)
+        .exists()
+    )
+    return policy.required_deposit(
+        favorable_credit=account.member.favorable_credit_reference, first_meter=first_meter
+    )
+
+
+@transaction.atomic
+def deposit_collect(*, account, amount, tender: str, reference: str, actor=None, on=None) -> Transaction:
+    """Take a security deposit: cash in, held for the member as a liability."""
+    amount = to_cents(amount)
+    if amount <= 0 or not reference.strip():
+        raise BillingError("A deposit needs an amount above $0.00 and a reference.")
+    account = _lock_account(account)
+    tender = Payment.Tender(tender)
+    txn, _ = ledger_post(
+        kind=Transaction.Kind.DEPOSIT_COLLECT,
+        legs=[
+            (coop_ledger_account(P.CASH_CLEARING, tender=tender), amount),
+            (member_ledger_account(account, P.DEPOSIT_HELD), -amount),
+        ],
+        idempotency_key=f"deposit:{tender}:{reference.strip()}",
+        effective_date=on or timezone.localdate(),
+        actor=actor,
+        memo=f"Deposit, {tender.label} {reference.strip()}",
+        account=account,
+    )
+    return txn
+
+
+def _held_amount(account, amount) -> Decimal:
+    held = account_balances(account).deposit_held
+    amount = held if amount is None else to_cents(amount)
+    if amount <= 0 or amount > held:
+        raise BillingError(f"Account {account.number} holds a deposit of ${held}; cannot use ${amount}.")
+    return amount
+
+
+@transaction.atomic
+def deposit_apply(*, account, actor, reason: str, amount=None, on=None) -> Transaction:
+    """Apply a held deposit to the account: to the prepaid balance (on conversion to prepaid) or
+    against what is owed (a final bill): arrears first, then the amount due."""
+    account = _lock_account(account)
+    amount = _held_amount(account, amount)
+    if account.billing_mode == Account.BillingMode.PREPAID:
+        targets = [(P.ARREARS, account_balances(account).arrears), (P.PREPAID_CREDIT, amount)]
+    else:
+        targets = [(P.ARREARS, account_balances(account).arrears), (P.AMOUNT_DUE, amount)]
+    legs, left = [(member_ledger_account(account, P.DEPOSIT_HELD), amount)], amount
+    for purpose, room in targets:
+        part = min(left, max(room, ZERO))
+        legs.append((member_ledger_account(account, purpose), -part))
+        left -= part
+    txn, _ = ledger_post(
+        kind=Transaction.Kind.DEPOSIT_APPLY,
+        legs=legs,
+        idempotency_key=_next_key(account, "deposit-apply"),
+        effective_date=on or timezone.localdate(),
+        actor=actor,
+        memo=f"Deposit applied: {reason}",
+        account=account,
+    )
+    return txn
+
+
+@transaction.atomic
+def deposit_refund(*, account, actor, amount=None, on=None) -> Transaction:
+    """Refund a held deposit: it moves to refunds payable until the refund is paid out."""
+    account = _lock_account(account)
+    amount = _held_amount(account, amount)
+    txn, _ = ledger_post(
+        kind=Transaction.Kind.DEPOSIT_REFUND,
+        legs=[
+            (member_ledger_account(account, P.DEPOSIT_HELD), amount),
+            (coop_ledger_account(P.REFUNDS_PAYABLE), -amount),
+        ],
+        idempotency_key=_next_key(account, "deposit-refund"),
+        effective_date=on or timezone.localdate(),
+        actor=actor,
+        memo="Deposit refunded",
+        account=account,
+    )
+    return txn
+
+
+# --- Adjustments, refunds, write-offs (managers) -------------------------------------------------
+
+
+@transaction.atomic
+def adjustment_post(*, account, amount, actor, reason: str, on=None) -> Transaction:
+    """A manager's credit (positive amount) or debit (negative) to what the account has or owes,
+    against billing adjustments."""
+    _require_manager(actor, "post an adjustment")
+    amount = to_cents(amount)
+    if not amount or not reason.strip():
+        raise BillingError("An adjustment needs a non-zero amount and a reason.")
+    account = _lock_account(account)
+    txn, _ = ledger_post(
+        kind=Transaction.Kind.ADJUSTMENT,
+        legs=[
+            (coop_ledger_account(P.ADJUSTMENTS), amount),
+            (member_ledger_account(account, _receivable_purpose(account)), -amount),
+        ],
+        idempotency_key=_next_key(account, "adjustment"),
+        effective_date=on or timezone.localdate(),
+        actor=actor,
+        memo=f"{'Credit' if amount > 0 else 'Debit'} adjustment: {reason.strip()}",
+        account=account,
+    )
+    return txn
+
+
+@transaction.atomic
+def credit_refund(*, account, actor, on=None) -> Transaction:
+    """Move the remaining credit of a closing account to refunds payable (paid out later)."""
+    _require_manager(actor, "refund credit")
+    account = _lock_account(account)
+    if account.status not in (Account.Status.INACTIVE, Account.Status.CLOSED):
+        raise BillingError(
+            f"Account {account.number} is {account.get_status_display().lower()}; "
+            "credit is refunded when it closes."
+        )
+    balances = account_balances(account)
+    credit = (
+        balances.prepaid_credit
+        if account.billing_mode == Account.BillingMode.PREPAID
+        else -balances.amount_due
+    )
+    if credit <= 0:
+        raise BillingError(f"Account {account.number} has no credit to refund.")
+    txn, _ = ledger_post(
+        kind=Transaction.Kind.REFUND,
+        legs=[
+            (member_ledger_account(account, _receivable_purpose(account)), credit),
+            (coop_ledger_account(P.REFUNDS_PAYABLE), -credit),
+        ],
+        idempotency_key=_next_key(account, "refund"),
+        effective_date=on or timezone.localdate(),
+        actor=actor,
+        memo="Remaining credit refunded",
+        account=account,
+    )
+    return txn
+
+
+@transaction.atomic
+def refund_pay(*, refund: Transaction, actor, reference: str, on=None) -> Transaction:
+    """Pay out a refund (deposit or credit) by check: refunds payable down, cash out."""
+    _require_manager(actor, "pay out a refund")
+    if refund.kind not in (Transaction.Kind.REFUND, Transaction.Kind.DEPOSIT_REFUND):
+        raise BillingError(f"Transaction #{refund.pk} is not a refund.")
+    amount = -refund.legs.get(ledger_account__purpose=P.REFUNDS_PAYABLE).amount
+    txn, created = ledger_post(
+        kind=Transaction.Kind.REFUND,
+        legs=[
+            (coop_ledger_account(P.REFUNDS_PAYABLE), amount),
+            (coop_ledger_account(P.CASH_CLEARING, tender=Payment.Tender.CHECK), -amount),
+        ],
+        idempotency_key=f"refund-paid:{refund.pk}",
+        effective_date=on or timezone.localdate(),
+        actor=actor,
+        memo=f"Refund #{refund.pk} paid, check {reference}",
+        account=refund.account,
+    )
+    if not created:
+        raise BillingError(f"Refund #{refund.pk} was already paid out.")
+    return txn
+
+
+@transaction.atomic
+def arrears_write_off(*, account, actor, reason: str, amount=None, on=None) -> Transaction:
+    """Write off uncollectable arrears (all of them unless an amount is given)."""
+    _require_manager(actor, "write off debt")
+    if not reason.strip():
+        raise BillingError("Say why the debt is written off.")
+    account = _lock_account(account)
+    arrears = account_balances(account).arrears
+    amount = arrears if amount is None else to_cents(amount)
+    if amount <= 0 or amount > arrears:
+        raise BillingError(f"Account {account.number} has ${arrears} of arrears; cannot write off ${amount}.")
+    txn, _ = ledger_post(
+        kind=Transaction.Kind.WRITE_OFF,
+        legs=[
+            (coop_ledger_account(P.WRITE_OFFS), amount),
+            (member_ledger_account(account, P.ARREARS), -amount),
+        ],
+        idempotency_key=_next_key(account, "write-off"),
+        effective_date=on or timezone.localdate(),
+        actor=actor,
+        memo=f"Written off: {reason.strip()}",
+        account=account,
+    )
+    plan = active_plan(account)
+    if plan is not None and account_balances(account).arrears <= 0:
+        plan.status, plan.ended_on = DebtPlan.Status.COMPLETED, on or timezone.localdate()
+        plan.save(update_fields=["status", "ended_on"])
     return txn

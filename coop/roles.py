@@ -46,12 +46,15 @@ def _role_allows(role: str, app_label: str, model: str, codename: str) -> bool:
     historical = model.startswith("historical")
     if action == "view":
         return True
+    if action not in ("add", "change", "delete"):
+        # Custom permissions (waive fees, post adjustments) are the managers' own.
+        return role == MANAGER
     if role == AUDITOR or historical or (app_label, model) in AUDIT_MODELS:
         return False
     if role == MANAGER:
         return not (action == "delete" and app_label in FINANCIAL_APPS)
     # Clerk
-    if codename == "waive_fee" or action == "delete":
+    if action == "delete":
         return False
     return (
         app_label in CLERK_EDIT_APPS
