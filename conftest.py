@@ -1,5 +1,23 @@
+import os
+
 import pytest
 from django.conf import settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
+# Hypothesis: a quick profile while developing, 500 examples in CI (HYPOTHESIS_PROFILE=ci).
+_slow_ok = [HealthCheck.too_slow, HealthCheck.data_too_large]
+hypothesis_settings.register_profile("dev", max_examples=40, deadline=None, suppress_health_check=_slow_ok)
+hypothesis_settings.register_profile(
+    "ci",
+    max_examples=500,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=_slow_ok,
+    derandomize=True,
+    database=None,
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -11,7 +11,6 @@ from collections import defaultdict
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 
 from billing.exceptions import LedgerError
 from billing.models import LedgerAccount, Leg, Transaction
@@ -94,7 +93,12 @@ def ledger_post(
     # Lock the touched ledger accounts in id order (a fixed order cannot deadlock) before reading or
     # moving their balances.
     ids = sorted(la.pk for la, _ in legs)
-    list(LedgerAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+    balances = dict(
+        LedgerAccount.objects.select_for_update()
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .values_list("pk", "balance")
+    )
     try:
         with transaction.atomic():
             txn = Transaction.objects.create(
@@ -113,8 +117,10 @@ def ledger_post(
             raise
         return existing, False
     Leg.objects.bulk_create([Leg(transaction=txn, ledger_account=la, amount=amount) for la, amount in legs])
+    # New balances are computed here, in Decimal, from the values read under the lock: SQLite would
+    # do `balance + amount` in floating point.
     for la, amount in legs:
-        LedgerAccount.objects.filter(pk=la.pk).update(balance=F("balance") + amount)
+        LedgerAccount.objects.filter(pk=la.pk).update(balance=balances[la.pk] + amount)
     return txn, True
 
 

@@ -10,13 +10,14 @@ from billing.models import LedgerAccount, Leg, Transaction
 from coop.money import to_cents
 
 # Each check: a title, one set-based query returning the rows that break the invariant, how to
-# print a row, and which of its columns are money (SQLite returns those as plain numbers).
+# print a row, and which of its columns are money (SQLite returns those as plain numbers). Sums are
+# compared in whole cents because SQLite adds decimals in floating point.
 CHECKS = [
     (
         "transaction does not sum to zero or has fewer than two legs",
         """SELECT t.id, COALESCE(SUM(l.amount), 0), COUNT(l.id)
              FROM billing_transaction t LEFT JOIN billing_leg l ON l.transaction_id = t.id
-            GROUP BY t.id HAVING COALESCE(SUM(l.amount), 0) <> 0 OR COUNT(l.id) < 2""",
+            GROUP BY t.id HAVING ROUND(COALESCE(SUM(l.amount), 0) * 100) <> 0 OR COUNT(l.id) < 2""",
         "transaction #{0}: legs sum to {1} over {2} legs",
         (1,),
     ),
@@ -26,7 +27,7 @@ CHECKS = [
              FROM billing_ledgeraccount a
              LEFT JOIN (SELECT ledger_account_id, SUM(amount) AS total FROM billing_leg
                          GROUP BY ledger_account_id) s ON s.ledger_account_id = a.id
-            WHERE a.balance <> COALESCE(s.total, 0)""",
+            WHERE ROUND(a.balance * 100) <> ROUND(COALESCE(s.total, 0) * 100)""",
         "ledger account {1}: stored balance {2}, sum of legs {3}",
         (2, 3),
     ),
