@@ -77,3 +77,27 @@ def check_restricted_until(member, *, today: datetime.date) -> datetime.date | N
         if earliest > add_months(latest, -policy.check_restriction_window_months):
             until = add_months(latest, policy.check_restriction_months)
     return until if until and until >= today else None
+
+
+def disconnect_candidates(*, on: datetime.date):
+    """Prepaid accounts in service whose balance is at the policy's disconnect level on `on`.
+
+    One query: the prepaid credit is the negated stored balance of the account's prepaid-credit
+    ledger account (an account with no postings has a balance of zero).
+    """
+    from django.db.models import OuterRef, Subquery, Value
+    from django.db.models.functions import Coalesce
+
+    from accounts.models import Account
+
+    policy = Policy.objects.in_force(on)
+    stored = LedgerAccount.objects.filter(account=OuterRef("pk"), purpose=P.PREPAID_CREDIT).values("balance")
+    accounts = (
+        Account.objects.prepaid()
+        .filter(status=Account.Status.ACTIVE)
+        .annotate(debit_balance=Coalesce(Subquery(stored[:1]), Value(ZERO)))
+    )
+    # balance <= level  <=>  -debit <= level  <=>  debit >= -level (and strictly for BELOW).
+    if policy.disconnect_rule == Policy.DisconnectRule.BELOW:
+        return accounts.filter(debit_balance__gt=-policy.disconnect_level)
+    return accounts.filter(debit_balance__gte=-policy.disconnect_level)

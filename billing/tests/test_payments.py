@@ -157,3 +157,54 @@ def test_a_fee_waived_by_a_manager_is_reversed_and_a_clerk_cannot_waive(manager)
         services.fee_waive(fee=fee, actor=clerk, reason="goodwill")
     services.fee_waive(fee=fee, actor=manager, reason="co-op equipment at fault")
     assert account_balances(account).amount_due == D("0.00")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_fifty_clerks_posting_payments_to_one_account_at_once_post_fifty_exactly():
+    import threading
+
+    from django.db import connection
+
+    program(debt_plan_share_percent=D("35"), debt_plan_exempts_initial_minimum=False)
+    manager = get_user_model().objects.create_user("mgr2", password="x")
+    manager.groups.add(Group.objects.get(name="Billing manager"))
+    account = with_arrears(D("10000.00"), manager)
+    services.plan_enroll(account=account, actor=manager)
+    barrier, errors = threading.Barrier(50), []
+
+    def clerk(i):
+        try:
+            barrier.wait()
+            services.payment_post(account=account, amount="33.33", tender="card", reference=f"web-{i}")
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=clerk, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert Payment.objects.filter(account=account).count() == 50
+    balances = account_balances(account)
+    assert balances.arrears == D("10000.00") - 50 * D("11.67")
+    assert balances.prepaid_credit == 50 * D("21.66")
+
+
+def test_a_returned_payment_that_empties_the_balance_makes_a_disconnect_candidate():
+    from accounts.services import account_change_status
+    from billing.selectors import disconnect_candidates
+
+    program(returned_payment_fee=D("20.00"))
+    account = factories.account()
+    other = factories.account()
+    for a in (account, other):
+        account_change_status(account=a, to_status="active", actor=None, reason="enrolled")
+    first = pay(account, "30.00", "chk-1", tender="check")
+    pay(other, "30.00", "cash-2")
+    assert list(disconnect_candidates(on=datetime.date(2026, 11, 20))) == []
+    services.payment_return(payment=first, reason="nsf", returned_on=datetime.date(2026, 11, 20))
+    assert list(disconnect_candidates(on=datetime.date(2026, 11, 20))) == [account]
