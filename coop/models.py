@@ -73,6 +73,9 @@ class PolicyQuerySet(models.QuerySet):
 class Policy(models.Model):
     """Every number and rule in docs/POLICIES.md, as one dated version.
 
+    Defaults are neutral (no fee, no restriction, no requirement): a preset or a manager sets
+    each program's own numbers, so nothing silently inherits another cooperative's rule.
+
     A change is a new version with a later `effective_from`; every computation asks for the version
     in force on the day concerned (`Policy.objects.in_force(day)`), so a change never rewrites the
     past. A version already in force is read-only.
@@ -115,7 +118,7 @@ class Policy(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     # --- Prepaid eligibility -----------------------------------------------------------------
-    prepaid_single_phase_only = models.BooleanField(default=True)
+    prepaid_single_phase_only = models.BooleanField(default=False)
     prepaid_residential_only = models.BooleanField(default=False)
     prepaid_self_contained_meter_only = models.BooleanField(default=False)
     prepaid_required_amperage = models.PositiveSmallIntegerField(
@@ -125,24 +128,24 @@ class Policy(models.Model):
     prepaid_requires_signed_application = models.BooleanField(default=False)
     prepaid_requires_appointment = models.BooleanField(default=False)
     prepaid_deposit_waived = models.BooleanField(
-        default=True, help_text="Prepaid accounts pay no security deposit."
+        default=False, help_text="Prepaid accounts pay no security deposit."
     )
     prepaid_deposit_waiver_term_months = models.PositiveSmallIntegerField(
         default=0, help_text="Minimum agreement term (months) for the deposit waiver; 0: none."
     )
 
     # --- Prepaid money -----------------------------------------------------------------------
-    prepaid_minimum_starting_balance = MoneyField(default=Decimal("50.00"), validators=NON_NEGATIVE)
+    prepaid_minimum_starting_balance = MoneyField(default=Decimal("0.00"), validators=NON_NEGATIVE)
     signup_membership_fee = MoneyField(default=Decimal("0.00"), validators=NON_NEGATIVE)
     signup_account_establishment_fee = MoneyField(default=Decimal("0.00"), validators=NON_NEGATIVE)
     prepaid_minimum_payment = MoneyField(
         default=Decimal("0.00"), validators=NON_NEGATIVE, help_text="0: any amount."
     )
     conversion_applies_existing_credits = models.BooleanField(
-        default=True, help_text="Existing deposits and credits go to the prepaid balance."
+        default=False, help_text="Existing deposits and credits go to the prepaid balance."
     )
     conversion_requires_debts_settled = models.BooleanField(
-        default=True,
+        default=False,
         help_text="Outstanding fees and unbilled energy paid in full, or enrolled in a plan.",
     )
     low_balance_threshold_default = MoneyField(
@@ -172,7 +175,7 @@ class Policy(models.Model):
         null=True, blank=True, help_text="Blank with the end too: disconnect at any time."
     )
     disconnect_window_end = models.TimeField(null=True, blank=True)
-    restore_level = MoneyField(default=Decimal("50.00"))
+    restore_level = MoneyField(default=Decimal("0.00"))
     restore_adds_accrued_debt = models.BooleanField(
         default=False, help_text="Debt used since credit ran out is added to the restore level."
     )
@@ -191,7 +194,7 @@ class Policy(models.Model):
         max_digits=5, decimal_places=2, default=Decimal("0"), validators=PERCENT
     )
     debt_plan_exempts_initial_minimum = models.BooleanField(
-        default=True, help_text="The initial minimum starting balance is never split."
+        default=False, help_text="The initial minimum starting balance is never split."
     )
 
     # --- Postpaid billing and collections ----------------------------------------------------
@@ -250,7 +253,7 @@ class Policy(models.Model):
     returned_payment_fee = MoneyField(default=Decimal("0.00"), validators=NON_NEGATIVE)
     returned_payment_collection_fee = MoneyField(default=Decimal("0.00"), validators=NON_NEGATIVE)
     check_restriction_returns = models.PositiveSmallIntegerField(
-        default=2, help_text="Returned checks within the window that restrict check payments (0: never)."
+        default=0, help_text="Returned checks within the window that restrict check payments (0: never)."
     )
     check_restriction_window_months = models.PositiveSmallIntegerField(default=12)
     check_restriction_months = models.PositiveSmallIntegerField(
@@ -259,7 +262,7 @@ class Policy(models.Model):
 
     # --- Payment arrangements ----------------------------------------------------------------
     arrangement_broken_limit = models.PositiveSmallIntegerField(
-        default=2, help_text="Broken arrangements within the window that bar a new one (0: no limit)."
+        default=0, help_text="Broken arrangements within the window that bar a new one (0: no limit)."
     )
     arrangement_window_months = models.PositiveSmallIntegerField(default=12)
 

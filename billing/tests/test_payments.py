@@ -29,6 +29,12 @@ def program(**fields):
     return Policy.objects.create(effective_from=datetime.date(2026, 1, 1), name="test", **fields)
 
 
+def preset(name):
+    from coop.services import policy_load_presets
+
+    return policy_load_presets(names=[name], effective_from=datetime.date(2026, 1, 1))
+
+
 def with_arrears(amount, manager, **account_fields):
     account = factories.account(**account_fields)
     services.debt_transfer_to_arrears(account=account, amount=amount, actor=manager, reason="converted")
@@ -42,7 +48,7 @@ def pay(account, amount, ref, tender="cash", **kw):
 
 
 def test_program_b_takes_35_percent_of_a_payment_to_arrears(manager):
-    program(debt_plan_share_percent=D("35"), prepaid_minimum_payment=D("10"))
+    preset("B")
     account = with_arrears(D("500.00"), manager)
     services.plan_enroll(account=account, actor=manager)
     pay(account, "50.00", "start")  # the initial $50 minimum is never split
@@ -54,7 +60,7 @@ def test_program_b_takes_35_percent_of_a_payment_to_arrears(manager):
 
 
 def test_program_e_takes_20_percent(manager):
-    program(debt_plan_share_percent=D("20"), debt_plan_exempts_initial_minimum=False)
+    preset("E")
     account = with_arrears(D("80.00"), manager)
     services.plan_enroll(account=account, actor=manager)
     payment = pay(account, "25.50", "e1")
@@ -62,7 +68,7 @@ def test_program_e_takes_20_percent(manager):
 
 
 def test_the_first_50_starting_balance_is_never_split(manager):
-    program(debt_plan_share_percent=D("35"))
+    preset("B")
     account = with_arrears(D("500.00"), manager)
     services.plan_enroll(account=account, actor=manager)
     first = pay(account, "30.00", "a")
