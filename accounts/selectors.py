@@ -19,7 +19,10 @@ def prepaid_eligibility_problems(*, location: ServiceLocation, on: datetime.date
         problems.append("Prepaid service is only for single-phase services.")
     if policy.prepaid_residential_only and location.rate_class != ServiceLocation.RateClass.RESIDENTIAL:
         problems.append("Prepaid service is only for residential services.")
-    if policy.prepaid_self_contained_meter_only and location.meter_base != ServiceLocation.MeterBase.SELF_CONTAINED:
+    if (
+        policy.prepaid_self_contained_meter_only
+        and location.meter_base != ServiceLocation.MeterBase.SELF_CONTAINED
+    ):
         problems.append("Prepaid service needs a self-contained meter base.")
     if policy.prepaid_required_amperage and location.amperage != policy.prepaid_required_amperage:
         problems.append(

@@ -34,7 +34,9 @@ def location_create(*, actor=None, **fields) -> ServiceLocation:
 def next_account_number() -> str:
     """Account numbers are seven digits, allocated in order after the highest numeric one."""
     last = (
-        Account.objects.filter(number__regex=r"^[0-9]{7}$").order_by("-number").values_list("number", flat=True)
+        Account.objects.filter(number__regex=r"^[0-9]{7}$")
+        .order_by("-number")
+        .values_list("number", flat=True)
     ).first()
     return f"{int(last) + 1 if last else 1000001:07d}"
 

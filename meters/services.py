@@ -33,7 +33,9 @@ def meter_install(*, actor=None, meter: Meter, location, installed_on: datetime.
 
 
 @transaction.atomic
-def meter_remove(*, actor=None, installation: MeterInstallation, removed_on: datetime.date) -> MeterInstallation:
+def meter_remove(
+    *, actor=None, installation: MeterInstallation, removed_on: datetime.date
+) -> MeterInstallation:
     installation = MeterInstallation.objects.select_for_update().get(pk=installation.pk)
     if installation.removed_on is not None:
         raise ValidationError({"removed_on": f"Meter {installation.meter} was already removed."})

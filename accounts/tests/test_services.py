@@ -71,7 +71,9 @@ def test_the_whole_lifecycle_is_allowed_and_audited(clerk):
     assert account.status == S.CLOSED
     assert account.closed_on is not None
     changes = list(AccountStatusChange.objects.filter(account=account).order_by("id"))
-    assert [(c.from_status, c.to_status) for c in changes] == list(zip([S.PENDING, *path[:-1]], path, strict=True))
+    assert [(c.from_status, c.to_status) for c in changes] == list(
+        zip([S.PENDING, *path[:-1]], path, strict=True)
+    )
     assert all(c.actor == clerk for c in changes)
 
 
@@ -109,7 +111,9 @@ def test_a_status_change_needs_a_reason(clerk):
 
 def test_status_change_is_recorded_in_the_account_history(clerk):
     account = factories.account(actor=clerk)
-    services.account_change_status(account=account, to_status=S.ACTIVE, actor=clerk, reason="deposit received")
+    services.account_change_status(
+        account=account, to_status=S.ACTIVE, actor=clerk, reason="deposit received"
+    )
     latest = account.history.first()
     assert latest.status == S.ACTIVE
     assert latest.history_user == clerk

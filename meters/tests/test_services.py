@@ -26,7 +26,9 @@ def test_a_meter_is_installed_at_one_location_at_a_time():
 
 def test_a_meter_cannot_be_removed_before_it_was_installed():
     meter = services.meter_create(serial="AMI-00000002")
-    inst = services.meter_install(meter=meter, location=factories.location(), installed_on=datetime.date(2026, 3, 1))
+    inst = services.meter_install(
+        meter=meter, location=factories.location(), installed_on=datetime.date(2026, 3, 1)
+    )
     with pytest.raises(ValidationError) as exc:
         services.meter_remove(installation=inst, removed_on=datetime.date(2026, 2, 1))
     assert "removed_on" in exc.value.message_dict
