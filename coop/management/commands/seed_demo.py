@@ -1,0 +1,111 @@
+"""Build a believable demo cooperative in an empty database and print the demo logins.
+
+manage.py seed_demo                       # 200 members
+manage.py seed_demo --members 100000 --seed 7
+"""
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from coop import demo
+from coop.exceptions import CoopError
+
+
+def _positive(text) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise CommandError(f"Expected a whole number, got {text!r}.") from None
+    if value < 1:
+        raise CommandError(f"Expected a number of at least 1, got {value}.")
+    return value
+
+
+class Command(BaseCommand):
+    help = (
+        "Build a demo cooperative in an empty database: policy (presets B + C) if none is in force, "
+        "office closures and a weather hold, N members with locations, meters and accounts in every "
+        "status and both billing modes, and demo logins (printed at the end). Refuses if the "
+        "database already has members, locations, meters or accounts. Only with DEBUG on."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--members", type=_positive, default=200, help="Members to create (default 200).")
+        parser.add_argument(
+            "--seed", type=int, default=2026, help="Random seed: the same seed builds the same cooperative."
+        )
+        parser.add_argument(
+            "--if-empty",
+            action="store_true",
+            help="Seed only if the database is empty; otherwise just print the demo logins (./dev start).",
+        )
+        parser.add_argument(
+            "--chunk-size",
+            type=_positive,
+            default=5000,
+            help="Members generated and inserted at a time (memory stays flat; default 5000).",
+        )
+
+    def handle(self, *args, **options):
+        # The demo logins have published passwords (printed below, and in the README): they must
+        # never land in a production database. manage.py runs with DEBUG on unless the
+        # environment turns it off, as production does.
+        if not settings.DEBUG:
+            raise CommandError(
+                "seed_demo creates logins with published passwords, so it runs only with DEBUG on "
+                "(a development or demo machine). Set DJANGO_DEBUG=true for this command if this "
+                "database really is a throwaway demo."
+            )
+        members = options["members"]
+        verbose = options["verbosity"] >= 1
+        occupied = demo.database_has_demo_data() if options["if_empty"] else None
+        if occupied:
+            self.stdout.write(f"The database already has {occupied}; not seeding.")
+            existing = [
+                demo.LoginResult(login=login, created=True)
+                for login in (*demo.LOGINS, demo.MEMBER_LOGIN)
+                if get_user_model().objects.filter(username=login.username).exists()
+            ]
+            if existing:
+                self.stdout.write(self._logins_block(demo.SeedResult(logins=existing)))
+            return
+        if verbose:
+            self.stdout.write(
+                f"Building a demo cooperative of {members:,} members (seed {options['seed']}) ..."
+            )
+        try:
+            result = demo.seed_demo(
+                members=members,
+                seed=options["seed"],
+                chunk_size=options["chunk_size"],
+                progress=self.stdout.write if verbose else None,
+            )
+        except CoopError as exc:
+            raise CommandError(str(exc)) from None
+
+        if verbose:
+            self.stdout.write(result.policy_note)
+            for note in result.calendar_notes:
+                self.stdout.write(f"Calendar: {note}, entered by manager.")
+        self.stdout.write(self.style.SUCCESS(result.summary()))
+        self.stdout.write(self._logins_block(result))
+
+    def _logins_block(self, result) -> str:
+        rows = [
+            (r.login.username, r.login.password if r.created else "(unchanged)", r.login.role, r.note)
+            for r in result.logins
+        ]
+        width_user = max(len("username"), *(len(r[0]) for r in rows))
+        width_pass = max(len("password"), *(len(r[1]) for r in rows))
+        lines = [
+            "",
+            "Demo logins (DEMO ONLY: published passwords)",
+            f"  Admin site: {demo.ADMIN_URL}",
+            f"  {'username':<{width_user}}  {'password':<{width_pass}}  role",
+        ]
+        for username, password, role, note in rows:
+            extra = f"  [{note}]" if note else ""
+            lines.append(f"  {username:<{width_user}}  {password:<{width_pass}}  {role}{extra}")
+        lines.append("  The member login is for the member pages, not the admin site.")
+        return "\n".join(lines)
