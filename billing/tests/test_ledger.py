@@ -101,7 +101,7 @@ def test_postgres_refuses_a_raw_update_or_delete_of_a_posted_leg(books):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_postgres_refuses_an_unbalanced_transaction_inserted_with_raw_sql_at_commit():
     account = factories.account()
     credit = member_ledger_account(account, P.PREPAID_CREDIT)
@@ -121,7 +121,7 @@ def test_postgres_refuses_an_unbalanced_transaction_inserted_with_raw_sql_at_com
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_fifty_threads_posting_to_one_account_leave_exact_balances():
     account = factories.account()
     credit = member_ledger_account(account, P.PREPAID_CREDIT)
