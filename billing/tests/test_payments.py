@@ -166,7 +166,7 @@ def test_a_fee_waived_by_a_manager_is_reversed_and_a_clerk_cannot_waive(manager)
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_fifty_clerks_posting_payments_to_one_account_at_once_post_fifty_exactly():
     import threading
 
