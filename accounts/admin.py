@@ -28,6 +28,11 @@ from meters.models import MeterInstallation
 STATUS_CHANGES_SHOWN = 20  # on the account page; the full trail is on its own list page
 STATUS_ACTION_LIMIT = 100  # accounts one "Change status" action may move at once
 
+# Panels other apps add to the account page, above its form: callables (request, account) -> HTML
+# ("" to show nothing). billing/admin.py adds the money panel; registering it from there keeps the
+# dependency one way (billing knows accounts, accounts does not know billing).
+ACCOUNT_PAGE_PANELS = []
+
 
 # --- Members ---------------------------------------------------------------------------------
 
@@ -313,6 +318,13 @@ class AccountAdmin(BigTableAdmin, HistoryAdmin):
             name="accounts_account_status",
         )
         return [status_url, *super().get_urls()]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["account_panels"] = [
+                html for panel in ACCOUNT_PAGE_PANELS if (html := panel(request, obj))
+            ]
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = dict(extra_context or {})

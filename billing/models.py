@@ -7,6 +7,8 @@ On PostgreSQL the database enforces both rules with triggers (see migration 0002
 elsewhere `billing.ledger` is the only writer and checks them.
 """
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -97,6 +99,7 @@ class Transaction(models.Model):
         REFUND = "refund", "Credit refund"
         WRITE_OFF = "write_off", "Write-off"
         ENERGY = "energy", "Energy charge"
+        BILL = "bill", "Postpaid bill"
         REVERSAL = "reversal", "Reversal"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -283,3 +286,165 @@ class DebtPlan(models.Model):
 
     def __str__(self):
         return f"Plan for {self.account} ({self.share_percent}%)"
+
+
+# --- Postpaid receivables ------------------------------------------------------------------------
+#
+# A postpaid account's AMOUNT_DUE ledger account says how much the member owes in total; these
+# three models say what for and what has been paid. Every debit to AMOUNT_DUE is a `Receivable`
+# (a bill, a fee, a debit adjustment, a refund of credit), every credit is a `Credit` (a payment's
+# share for the amount due, a credit adjustment, a deposit applied, debt moved to arrears), and an
+# `Allocation` says how much of which credit paid which receivable. `billing.services` keeps them
+# in step with the ledger in the same database transaction, under the account's row lock, so that
+# for every postpaid account
+#
+#     sum(open amounts of receivables) - sum(unallocated credit) == AMOUNT_DUE balance
+#
+# (`billing.selectors.receivables_audit` proves it). Unallocated credit and an open receivable
+# never exist together on one account: whenever either appears, credit is allocated to the open
+# receivables oldest due date first (then oldest id), the credit received first going first.
+# A reversal (a returned payment, a waived fee, a reversed adjustment) cancels the item it
+# reverses: its live allocations are released, so the other side is open or unallocated again for
+# exactly those amounts.
+
+
+class Receivable(models.Model):
+    """One amount a postpaid member owes, with the day it is due."""
+
+    class Kind(models.TextChoices):
+        BILL = "bill", "Bill"
+        FEE = "fee", "Fee"
+        ADJUSTMENT = "adjustment", "Debit adjustment"
+        REFUND = "refund", "Credit refunded"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="receivables")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    description = models.CharField(max_length=200)
+    due_date = models.DateField()
+    amount = MoneyField()
+    open_amount = MoneyField(help_text="What is still owed: the amount less live allocations.")
+    transaction = models.OneToOneField(Transaction, on_delete=models.PROTECT, related_name="receivable")
+    cancelled_by = models.ForeignKey(
+        Transaction,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The reversal that took it off the account (a fee waiver); nothing is owed on it.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["due_date", "id"]
+        indexes = [
+            # The payment service's and the account page's question: this account's open
+            # receivables, oldest due first.
+            models.Index(
+                fields=["account", "due_date", "id"],
+                condition=Q(open_amount__gt=0),
+                name="receivable_open_by_due",
+            )
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="receivable_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(open_amount__gte=0, open_amount__lte=models.F("amount")),
+                name="receivable_open_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=Q(cancelled_by__isnull=True) | Q(open_amount=0),
+                name="receivable_cancelled_is_not_open",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.description} due {self.due_date:%Y-%m-%d}: ${self.open_amount} of ${self.amount} open"
+
+    @property
+    def paid(self):
+        """How much of it live allocations have paid (nothing, once cancelled)."""
+        return self.amount - self.open_amount if self.cancelled_by_id is None else Decimal("0.00")
+
+
+class Credit(models.Model):
+    """One amount credited to a postpaid account's amount due, to be allocated to receivables."""
+
+    class Kind(models.TextChoices):
+        PAYMENT = "payment", "Payment"
+        ADJUSTMENT = "adjustment", "Credit adjustment"
+        DEPOSIT = "deposit", "Deposit applied"
+        ARREARS_TRANSFER = "arrears_transfer", "Moved to arrears"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="credits")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    amount = MoneyField()
+    unallocated = MoneyField(help_text="What is not yet allocated to a receivable: a credit on the account.")
+    transaction = models.OneToOneField(
+        Transaction, on_delete=models.PROTECT, related_name="amount_due_credit"
+    )
+    payment = models.OneToOneField(
+        Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="amount_due_credit"
+    )
+    cancelled_by = models.ForeignKey(
+        Transaction,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The reversal that took it back (a returned payment); it pays nothing.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["account", "id"], condition=Q(unallocated__gt=0), name="credit_unallocated")
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="credit_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(unallocated__gte=0, unallocated__lte=models.F("amount")),
+                name="credit_unallocated_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=Q(cancelled_by__isnull=True) | Q(unallocated=0),
+                name="credit_cancelled_is_not_unallocated",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="payment", payment__isnull=False)
+                | (~Q(kind="payment") & Q(payment__isnull=True)),
+                name="credit_payment_iff_kind_payment",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} ${self.amount} (${self.unallocated} unallocated)"
+
+
+class Allocation(models.Model):
+    """Part of a credit paying part of a receivable. Rows are never deleted: a reversal of either
+    side marks its live allocations released, which reopens the other side for those amounts."""
+
+    credit = models.ForeignKey(Credit, on_delete=models.PROTECT, related_name="allocations")
+    receivable = models.ForeignKey(Receivable, on_delete=models.PROTECT, related_name="allocations")
+    amount = MoneyField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    released_by = models.ForeignKey(
+        Transaction,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The reversal (returned payment, waived fee) that undid this allocation.",
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_amount_positive")]
+
+    def __str__(self):
+        return f"${self.amount} of credit #{self.credit_id} to receivable #{self.receivable_id}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.released_by_id is None

@@ -1,11 +1,12 @@
-"""Reads about money that several places need: balances, plans, check restriction."""
+"""Reads about money that several places need: balances, plans, check restriction, postpaid
+receivables."""
 
 import calendar
 import datetime
 from dataclasses import dataclass
 from decimal import Decimal
 
-from billing.models import DebtPlan, LedgerAccount, Payment, ReturnedPayment
+from billing.models import Allocation, Credit, DebtPlan, LedgerAccount, Payment, Receivable, ReturnedPayment
 from coop.models import Policy
 
 P = LedgerAccount.Purpose
@@ -101,3 +102,79 @@ def disconnect_candidates(*, on: datetime.date):
     if policy.disconnect_rule == Policy.DisconnectRule.BELOW:
         return accounts.filter(debit_balance__gt=-policy.disconnect_level)
     return accounts.filter(debit_balance__gte=-policy.disconnect_level)
+
+
+# --- Postpaid receivables ------------------------------------------------------------------------
+
+
+def open_receivables(account):
+    """The account's open receivables, oldest due date first (then oldest id): what the account
+    page lists and the order payments pay them in."""
+    return Receivable.objects.filter(account=account, open_amount__gt=0).order_by("due_date", "id")
+
+
+def amount_past_due(account, *, on: datetime.date) -> Decimal:
+    """What is still open on receivables due before `on`. A receivable due on the 28th is past due
+    on the 29th. (Policy D's "not delinquent until the next business day" is the caller's: pass the
+    first day it counts, or store the rolled due date.)"""
+    # Summed in Python: SQLite adds decimals in floating point.
+    return sum(open_receivables(account).filter(due_date__lt=on).values_list("open_amount", flat=True), ZERO)
+
+
+@dataclass(frozen=True)
+class ReceivablesSummary:
+    open_total: Decimal  # what is owed on open receivables
+    unallocated_credit: Decimal  # credit not yet allocated to a receivable
+    amount_due: Decimal  # the AMOUNT_DUE ledger balance
+
+    @property
+    def reconciles(self) -> bool:
+        return self.open_total - self.unallocated_credit == self.amount_due
+
+
+def receivables_summary(account) -> ReceivablesSummary:
+    """The account's receivables and credit beside its AMOUNT_DUE ledger balance. For a postpaid
+    account `open_total - unallocated_credit == amount_due` always holds."""
+    return ReceivablesSummary(
+        open_total=sum(open_receivables(account).values_list("open_amount", flat=True), ZERO),
+        unallocated_credit=sum(
+            Credit.objects.filter(account=account, unallocated__gt=0).values_list("unallocated", flat=True),
+            ZERO,
+        ),
+        amount_due=account_balances(account).amount_due,
+    )
+
+
+def receivables_audit(account) -> list[str]:
+    """Every way the account's receivables, credits and allocations disagree with each other or
+    with the ledger; an empty list when they agree. Checks that each stored open or unallocated
+    amount equals its amount less its live allocations (zero once cancelled), that no allocation
+    is live on a cancelled item, that credit is never left unallocated while a receivable is open,
+    and the summary's reconciliation."""
+    problems = []
+    live: dict[tuple[str, int], Decimal] = {}
+    for allocation in Allocation.objects.filter(credit__account=account).select_related(
+        "credit", "receivable"
+    ):
+        if allocation.released_by_id is not None:
+            continue
+        for side, item in (("receivable", allocation.receivable), ("credit", allocation.credit)):
+            live[side, item.pk] = live.get((side, item.pk), ZERO) + allocation.amount
+            if item.cancelled_by_id is not None:
+                problems.append(f"allocation #{allocation.pk} is live on cancelled {side} #{item.pk}")
+    for side, model, stored in (("receivable", Receivable, "open_amount"), ("credit", Credit, "unallocated")):
+        for item in model.objects.filter(account=account):
+            expected = ZERO if item.cancelled_by_id else item.amount - live.get((side, item.pk), ZERO)
+            if getattr(item, stored) != expected:
+                problems.append(f"{side} #{item.pk}: {stored} {getattr(item, stored)}, expected {expected}")
+    summary = receivables_summary(account)
+    if summary.open_total and summary.unallocated_credit:
+        problems.append(
+            f"${summary.unallocated_credit} of credit unallocated while ${summary.open_total} is open"
+        )
+    if account.billing_mode == account.BillingMode.POSTPAID and not summary.reconciles:
+        problems.append(
+            f"open ${summary.open_total} - credit ${summary.unallocated_credit} "
+            f"!= amount due ${summary.amount_due}"
+        )
+    return problems

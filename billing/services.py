@@ -9,7 +9,17 @@ from django.utils import timezone
 from accounts.models import Account
 from billing.exceptions import BillingError, DuplicatePayment, PaymentRefused
 from billing.ledger import coop_ledger_account, ledger_post, ledger_reverse, member_ledger_account
-from billing.models import ChargedFee, DebtPlan, LedgerAccount, Payment, ReturnedPayment, Transaction
+from billing.models import (
+    Allocation,
+    ChargedFee,
+    Credit,
+    DebtPlan,
+    LedgerAccount,
+    Payment,
+    Receivable,
+    ReturnedPayment,
+    Transaction,
+)
 from billing.selectors import account_balances, active_plan, check_restricted_until
 from coop.models import FeeScheduleEntry, Policy
 from coop.money import split, to_cents
@@ -26,6 +36,110 @@ def _lock_account(account) -> Account:
 def _receivable_purpose(account) -> str:
     """Where a charge lands: prepaid charges come off the prepaid balance; postpaid ones are due."""
     return P.PREPAID_CREDIT if account.billing_mode == Account.BillingMode.PREPAID else P.AMOUNT_DUE
+
+
+def _is_postpaid(account) -> bool:
+    return account.billing_mode == Account.BillingMode.POSTPAID
+
+
+# --- Postpaid receivables: keeping the items in step with AMOUNT_DUE ------------------------------
+#
+# Every service that debits a postpaid account's AMOUNT_DUE adds a Receivable, every one that
+# credits it adds a Credit, and every reversal cancels the item it reverses; each then calls
+# `_allocate`. All of it runs under the account's row lock (`_lock_account`), so two payments to
+# one account cannot allocate the same open amount. New amounts are computed in Python Decimal from
+# the values read under the lock and written back, never as `open_amount - x` in SQL (SQLite would
+# do that in floating point). See the models' comment for the invariant this keeps.
+
+
+def _add_receivable(account, *, kind, txn, amount, due_date, description) -> Receivable:
+    receivable = Receivable.objects.create(
+        account=account,
+        kind=kind,
+        description=description[:200],
+        due_date=due_date,
+        amount=amount,
+        open_amount=amount,
+        transaction=txn,
+    )
+    _allocate(account)
+    receivable.refresh_from_db()  # `_allocate` worked on its own copy
+    return receivable
+
+
+def _add_credit(account, *, kind, txn, amount, payment=None) -> Credit | None:
+    if amount <= 0:
+        return None
+    credit = Credit.objects.create(
+        account=account, kind=kind, amount=amount, unallocated=amount, transaction=txn, payment=payment
+    )
+    _allocate(account)
+    credit.refresh_from_db()  # `_allocate` worked on its own copy
+    return credit
+
+
+def _allocate(account) -> list[Allocation]:
+    """Allocate the account's unallocated credit to its open receivables: oldest due date first,
+    then oldest id; the credit received first is used first. Exact to the cent: each allocation is
+    the smaller of the two open amounts."""
+    credits = list(Credit.objects.filter(account=account, unallocated__gt=0).order_by("id"))
+    if not credits:
+        return []
+    receivables = list(
+        Receivable.objects.filter(account=account, open_amount__gt=0).order_by("due_date", "id")
+    )
+    made, ci, ri = [], 0, 0
+    while ci < len(credits) and ri < len(receivables):
+        credit, receivable = credits[ci], receivables[ri]
+        part = min(credit.unallocated, receivable.open_amount)
+        made.append(Allocation(credit=credit, receivable=receivable, amount=part))
+        credit.unallocated -= part
+        receivable.open_amount -= part
+        ci += not credit.unallocated
+        ri += not receivable.open_amount
+    if made:
+        Allocation.objects.bulk_create(made)
+        Credit.objects.bulk_update(credits[: ci + 1], ["unallocated"])
+        Receivable.objects.bulk_update(receivables[: ri + 1], ["open_amount"])
+    return made
+
+
+def _cancel_receivable(receivable: Receivable, *, by: Transaction) -> None:
+    """A reversal took the receivable off the account: nothing is owed on it, and what had been
+    paid on it goes back to the credits that paid it, as unallocated credit."""
+    live = list(receivable.allocations.filter(released_by__isnull=True))
+    credits = Credit.objects.in_bulk({a.credit_id for a in live})
+    for allocation in live:
+        credits[allocation.credit_id].unallocated += allocation.amount
+    Allocation.objects.filter(pk__in=[a.pk for a in live]).update(released_by=by)
+    Credit.objects.bulk_update(list(credits.values()), ["unallocated"])
+    receivable.open_amount, receivable.cancelled_by = ZERO, by
+    receivable.save(update_fields=["open_amount", "cancelled_by"])
+
+
+def _cancel_credit(credit: Credit, *, by: Transaction) -> None:
+    """A reversal took the credit back (a returned payment): the receivables it paid are open
+    again for exactly the amounts it paid, and its unallocated part is gone."""
+    live = list(credit.allocations.filter(released_by__isnull=True))
+    receivables = Receivable.objects.in_bulk({a.receivable_id for a in live})
+    for allocation in live:
+        receivables[allocation.receivable_id].open_amount += allocation.amount
+    Allocation.objects.filter(pk__in=[a.pk for a in live]).update(released_by=by)
+    Receivable.objects.bulk_update(list(receivables.values()), ["open_amount"])
+    credit.unallocated, credit.cancelled_by = ZERO, by
+    credit.save(update_fields=["unallocated", "cancelled_by"])
+
+
+def _cancel_items(account, *, original: Transaction, by: Transaction) -> None:
+    """`by` reversed `original`: cancel the receivable or credit `original` made (a transaction
+    makes at most one), then allocate whatever that freed."""
+    receivable = Receivable.objects.filter(transaction=original).first()
+    if receivable is not None:
+        _cancel_receivable(receivable, by=by)
+    credit = Credit.objects.filter(transaction=original).first()
+    if credit is not None:
+        _cancel_credit(credit, by=by)
+    _allocate(account)
 
 
 def _initial_minimum_unpaid(account, policy) -> Decimal:
@@ -56,7 +170,10 @@ def payment_post(
 
     Idempotent on tender + reference: the same check number or processor reference posted again
     returns the payment already posted. The debt plan's share goes to arrears; the rest to the
-    prepaid balance (prepaid) or the amount due (postpaid).
+    prepaid balance (prepaid) or the amount due (postpaid). On a postpaid account that rest pays
+    the open receivables oldest due date first (then oldest id), recorded as `Allocation`s of the
+    payment's `Credit`; what is left over is a credit on the account (AMOUNT_DUE goes negative)
+    that pays the next receivable added.
     """
     amount = to_cents(amount)
     tender = Payment.Tender(tender)
@@ -133,6 +250,8 @@ def payment_post(
         to_amount_due=to_due,
         actor=actor,
     )
+    if _is_postpaid(account):
+        _add_credit(account, kind=Credit.Kind.PAYMENT, txn=txn, amount=to_due, payment=payment)
     if plan is not None and to_arrears and account_balances(account).arrears <= 0:
         plan.status = DebtPlan.Status.COMPLETED
         plan.ended_on = day
@@ -142,9 +261,20 @@ def payment_post(
 
 @transaction.atomic
 def fee_charge(
-    *, account, code: str, actor=None, on: datetime.date | None = None, amount=None, memo: str = ""
+    *,
+    account,
+    code: str,
+    actor=None,
+    on: datetime.date | None = None,
+    amount=None,
+    memo: str = "",
+    due_date: datetime.date | None = None,
 ):
-    """Charge a fee from the fee schedule (or a policy fee with its amount given) to fee revenue."""
+    """Charge a fee from the fee schedule (or a policy fee with its amount given) to fee revenue.
+
+    On a postpaid account the fee is also a receivable, due the day it is charged unless
+    `due_date` says otherwise; any credit on the account pays it at once.
+    """
     on = on or timezone.localdate()
     account = _lock_account(account)
     entry = FeeScheduleEntry.objects.filter(code=code).first()
@@ -168,7 +298,7 @@ def fee_charge(
         memo=description,
         account=account,
     )
-    return ChargedFee.objects.create(
+    fee = ChargedFee.objects.create(
         account=account,
         code=code,
         description=description,
@@ -177,16 +307,33 @@ def fee_charge(
         transaction=txn,
         actor=actor,
     )
+    if _is_postpaid(account):
+        _add_receivable(
+            account,
+            kind=Receivable.Kind.FEE,
+            txn=txn,
+            amount=amount,
+            due_date=due_date or on,
+            description=description,
+        )
+    return fee
 
 
 @transaction.atomic
 def fee_waive(*, fee: ChargedFee, actor, reason: str) -> ChargedFee:
-    """Waive a charged fee (managers only): its charge is reversed, with the reason."""
+    """Waive a charged fee (managers only): its charge is reversed, with the reason.
+
+    A postpaid fee's receivable is cancelled. If it was partly (or wholly) paid, the paid part is
+    not refunded: it goes back to the payments (credits) that paid it as unallocated credit, which
+    pays the oldest open receivable at once or, if none is open, stays a credit on the account for
+    the next one. Keeping it with the payment it came from means a later return of that payment
+    takes back exactly what the payment brought, wherever it was allocated by then.
+    """
     if actor is None or not actor.has_perm("coop.waive_fee"):
         raise BillingError("Only a billing manager may waive a fee.")
     if not reason.strip():
         raise BillingError("Say why the fee is waived.")
-    _lock_account(fee.account)
+    account = _lock_account(fee.account)
     fee = ChargedFee.objects.select_for_update().get(pk=fee.pk)
     if fee.is_waived:
         raise BillingError(f"{fee.description} of {fee.charged_on} was already waived.")
@@ -196,6 +343,7 @@ def fee_waive(*, fee: ChargedFee, actor, reason: str) -> ChargedFee:
     fee.waive_reason = reason.strip()
     fee.waived_by = actor
     fee.save(update_fields=["waiver_transaction", "waive_reason", "waived_by"])
+    _cancel_items(account, original=fee.transaction, by=fee.waiver_transaction)
     return fee
 
 
@@ -204,7 +352,11 @@ def payment_return(
     *, payment: Payment, reason: str, actor=None, returned_on: datetime.date | None = None, note: str = ""
 ) -> ReturnedPayment:
     """Return a posted payment: reverse it (its plan split included), charge the policy's
-    returned-payment fees at once, and record the return for the check-restriction rule."""
+    returned-payment fees at once, and record the return for the check-restriction rule.
+
+    On a postpaid account the receivables the payment paid are open again for exactly the amounts
+    it paid them (any other credit on the account then pays them, oldest first), and the fees are
+    new receivables due the day of the return."""
     returned_on = returned_on or timezone.localdate()
     account = _lock_account(payment.account)
     payment = Payment.objects.select_for_update().get(pk=payment.pk)
@@ -218,6 +370,7 @@ def payment_return(
     )
     payment.status = Payment.Status.RETURNED
     payment.save(update_fields=["status"])
+    _cancel_items(account, original=payment.transaction, by=reversal)
     record = ReturnedPayment.objects.create(
         payment=payment, reason=reason, note=note, returned_on=returned_on, transaction=reversal, actor=actor
     )
@@ -310,6 +463,9 @@ def debt_transfer_to_arrears(*, account, amount, actor, reason: str, on=None) ->
         memo=f"Debt moved to arrears: {reason.strip()}",
         account=account,
     )
+    if _is_postpaid(account):
+        # The debt now in arrears is no longer due: it pays the oldest receivables.
+        _add_credit(account, kind=Credit.Kind.ARREARS_TRANSFER, txn=txn, amount=amount)
     return txn
 
 
@@ -395,11 +551,13 @@ def deposit_apply(*, account, actor, reason: str, amount=None, on=None) -> Trans
         targets = [(P.ARREARS, account_balances(account).arrears), (P.PREPAID_CREDIT, amount)]
     else:
         targets = [(P.ARREARS, account_balances(account).arrears), (P.AMOUNT_DUE, amount)]
-    legs, left = [(member_ledger_account(account, P.DEPOSIT_HELD), amount)], amount
+    legs, left, to_due = [(member_ledger_account(account, P.DEPOSIT_HELD), amount)], amount, ZERO
     for purpose, room in targets:
         part = min(left, max(room, ZERO))
         legs.append((member_ledger_account(account, purpose), -part))
         left -= part
+        if purpose == P.AMOUNT_DUE:
+            to_due = part
     txn, _ = ledger_post(
         kind=Transaction.Kind.DEPOSIT_APPLY,
         legs=legs,
@@ -409,6 +567,8 @@ def deposit_apply(*, account, actor, reason: str, amount=None, on=None) -> Trans
         memo=f"Deposit applied: {reason}",
         account=account,
     )
+    if _is_postpaid(account):
+        _add_credit(account, kind=Credit.Kind.DEPOSIT, txn=txn, amount=to_due)
     return txn
 
 
@@ -438,7 +598,8 @@ def deposit_refund(*, account, actor, amount=None, on=None) -> Transaction:
 @transaction.atomic
 def adjustment_post(*, account, amount, actor, reason: str, on=None) -> Transaction:
     """A manager's credit (positive amount) or debit (negative) to what the account has or owes,
-    against billing adjustments."""
+    against billing adjustments. On a postpaid account a credit pays the oldest receivables and a
+    debit is a receivable due the day it is posted."""
     _require_manager(actor, "post an adjustment")
     amount = to_cents(amount)
     if not amount or not reason.strip():
@@ -456,7 +617,36 @@ def adjustment_post(*, account, amount, actor, reason: str, on=None) -> Transact
         memo=f"{'Credit' if amount > 0 else 'Debit'} adjustment: {reason.strip()}",
         account=account,
     )
+    if _is_postpaid(account):
+        if amount > 0:
+            _add_credit(account, kind=Credit.Kind.ADJUSTMENT, txn=txn, amount=amount)
+        else:
+            _add_receivable(
+                account,
+                kind=Receivable.Kind.ADJUSTMENT,
+                txn=txn,
+                amount=-amount,
+                due_date=txn.effective_date,
+                description=f"Adjustment: {reason.strip()}",
+            )
     return txn
+
+
+@transaction.atomic
+def adjustment_reverse(*, adjustment: Transaction, actor, reason: str) -> Transaction:
+    """Reverse a manager's adjustment keyed in wrong (managers only). On a postpaid account its
+    credit or receivable is cancelled, with what it had paid or been paid reopened."""
+    _require_manager(actor, "reverse an adjustment")
+    if not reason.strip():
+        raise BillingError("Say why the adjustment is reversed.")
+    if adjustment.kind != Transaction.Kind.ADJUSTMENT or not adjustment.idempotency_key.startswith(
+        "adjustment:"
+    ):
+        raise BillingError(f"Transaction #{adjustment.pk} is not an adjustment.")
+    account = _lock_account(adjustment.account)
+    reversal = ledger_reverse(original=adjustment, actor=actor, memo=f"Reversed: {reason.strip()}")
+    _cancel_items(account, original=adjustment, by=reversal)
+    return reversal
 
 
 @transaction.atomic
@@ -489,6 +679,16 @@ def credit_refund(*, account, actor, on=None) -> Transaction:
         memo="Remaining credit refunded",
         account=account,
     )
+    if _is_postpaid(account):
+        # The refund uses up the unallocated credit: it is a receivable the credit pays at once.
+        _add_receivable(
+            account,
+            kind=Receivable.Kind.REFUND,
+            txn=txn,
+            amount=credit,
+            due_date=txn.effective_date,
+            description="Credit refunded",
+        )
     return txn
 
 
@@ -544,3 +744,77 @@ def arrears_write_off(*, account, actor, reason: str, amount=None, on=None) -> T
         plan.status, plan.ended_on = DebtPlan.Status.COMPLETED, on or timezone.localdate()
         plan.save(update_fields=["status", "ended_on"])
     return txn
+
+
+# --- Postpaid bills ------------------------------------------------------------------------------
+
+# Which revenue each kind of receivable added by `receivable_add` is earned as. Fees, adjustments
+# and refunds have their own services (fee_charge, adjustment_post, credit_refund).
+_REVENUE_OF = {Receivable.Kind.BILL: (P.ENERGY_REVENUE, Transaction.Kind.BILL)}
+
+
+@transaction.atomic
+def receivable_add(
+    *,
+    account,
+    amount,
+    due_date: datetime.date,
+    description: str,
+    kind: str = Receivable.Kind.BILL,
+    actor=None,
+    on: datetime.date | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Receivable, bool]:
+    """Add a postpaid bill: Dr the account's AMOUNT_DUE, Cr energy revenue, and a receivable due
+    on `due_date`. Returns (receivable, created).
+
+    This is the entry point for postpaid billing: one call per bill, with `on` the bill date (the
+    ledger's effective date) and `due_date` the date printed on the bill. Pass an
+    `idempotency_key` that names the bill (for example `f"bill:{account.number}:{bill_date}"`):
+    calling again with the same key returns the receivable already added and posts nothing, so a
+    billing run can be re-run safely. Any credit on the account pays the new bill at once.
+    """
+    kind = Receivable.Kind(kind)
+    if kind not in _REVENUE_OF:
+        raise BillingError(
+            f"A {kind.label.lower()} is added by its own service "
+            "(fee_charge, adjustment_post, credit_refund)."
+        )
+    amount = to_cents(amount)
+    if amount <= 0:
+        raise BillingError(f"A bill must be more than $0.00 (got ${amount}).")
+    description = (description or "").strip()
+    if not description:
+        raise BillingError("Say what the bill is for.")
+    account = _lock_account(account)
+    if not _is_postpaid(account):
+        raise BillingError(f"Account {account.number} is prepaid; it has no bills with due dates.")
+    if idempotency_key:
+        existing = Receivable.objects.filter(transaction__idempotency_key=idempotency_key).first()
+        if existing is not None:
+            if existing.account_id == account.pk and existing.amount == amount:
+                return existing, False
+            raise BillingError(
+                f"Bill {idempotency_key} was already added (${existing.amount} to account "
+                f"{existing.account.number})."
+            )
+    revenue, txn_kind = _REVENUE_OF[kind]
+    on = on or timezone.localdate()
+    txn, created = ledger_post(
+        kind=txn_kind,
+        legs=[
+            (member_ledger_account(account, P.AMOUNT_DUE), amount),
+            (coop_ledger_account(revenue), -amount),
+        ],
+        idempotency_key=idempotency_key or _next_key(account, "bill"),
+        effective_date=on,
+        actor=actor,
+        memo=description,
+        account=account,
+    )
+    if not created:
+        raise BillingError(f"Key {idempotency_key} was already used by transaction #{txn.pk}.")
+    receivable = _add_receivable(
+        account, kind=kind, txn=txn, amount=amount, due_date=due_date, description=description
+    )
+    return receivable, True

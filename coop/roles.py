@@ -38,6 +38,9 @@ AUDIT_MODELS = {
     ("billing", "ledgeraccount"),
     ("billing", "transaction"),
     ("billing", "leg"),
+    ("billing", "receivable"),
+    ("billing", "credit"),
+    ("billing", "allocation"),
 }
 
 

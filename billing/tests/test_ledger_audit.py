@@ -40,3 +40,26 @@ def test_a_tampered_balance_and_an_unbalanced_transaction_are_each_reported(book
     assert "ledger account coop:cash_clearing:cash: stored balance 71.00, sum of legs 70.00" in out
     assert "ledger account member:" in out  # the credit account no longer matches its legs either
     assert out.strip().splitlines()[-1] == "ledger_audit FAILED violations=3"
+
+
+@pytest.mark.skipif("connection.vendor == 'postgresql'", reason="PostgreSQL triggers refuse the tampering")
+def test_a_postpaid_amount_due_that_disagrees_with_its_open_bills_is_reported():
+    import datetime
+
+    from accounts.models import Account
+    from accounts.tests import factories
+    from billing.models import Receivable
+    from billing.services import receivable_add
+    from coop.models import Policy
+
+    Policy.objects.create(effective_from=datetime.date(2026, 1, 1), name="t")
+    account = factories.account(billing_mode=Account.BillingMode.POSTPAID)
+    receivable_add(account=account, amount="80.00", due_date=datetime.date(2026, 2, 1), description="Bill")
+    assert audit()[0] == 0
+    Receivable.objects.filter(account=account).update(open_amount="70.00")
+    code, out = audit()
+    assert code == 1
+    assert (
+        f"ledger account member:{account.number}:amount_due: amount due 80.00, open bills and fees 70.00"
+        in out
+    )

@@ -39,6 +39,21 @@ CHECKS = [
         (),
     ),
     (
+        "postpaid items disagree with the amount due",
+        """SELECT la.code, la.balance, COALESCE(r.open, 0), COALESCE(c.unallocated, 0)
+             FROM billing_ledgeraccount la
+             LEFT JOIN (SELECT account_id, SUM(open_amount) AS open FROM billing_receivable
+                         GROUP BY account_id) r ON r.account_id = la.account_id
+             LEFT JOIN (SELECT account_id, SUM(unallocated) AS unallocated FROM billing_credit
+                         GROUP BY account_id) c ON c.account_id = la.account_id
+             JOIN accounts_account acct ON acct.id = la.account_id AND acct.billing_mode = 'postpaid'
+            WHERE la.purpose = 'amount_due'
+              AND ROUND(la.balance * 100)
+                  <> ROUND((COALESCE(r.open, 0) - COALESCE(c.unallocated, 0)) * 100)""",
+        "ledger account {0}: amount due {1}, open bills and fees {2} less unallocated credit {3}",
+        (1, 2, 3),
+    ),
+    (
         "leg without a transaction",
         """SELECT l.id FROM billing_leg l LEFT JOIN billing_transaction t ON t.id = l.transaction_id
             WHERE t.id IS NULL""",
@@ -51,7 +66,8 @@ CHECKS = [
 class Command(BaseCommand):
     help = (
         "Check every ledger invariant: each transaction sums to zero, every stored balance equals "
-        "the sum of its legs, idempotency keys are unique, no leg without a transaction. Prints "
+        "the sum of its legs, each postpaid amount due equals its open bills and fees less "
+        "unallocated credit, idempotency keys are unique, no leg without a transaction. Prints "
         "each violation and exits 1 if there is any."
     )
 
