@@ -17,13 +17,18 @@ their locations, meters, installations, accounts and status changes, and nothing
 kept once it is written. Primary keys are allocated here, after the highest existing one, so a
 chunk's children can point at its parents without reading anything back.
 
-Everything random comes from one `random.Random(seed)` and one seeded Faker: the same seed gives
-the same cooperative (except row ids and the "today" it is built relative to).
+Money is the exception to writing rows around the services: the first accounts in service get a
+payment, fee, deposit, bill and plan history through the billing services themselves (see
+coop/demo_money.py), so the ledger is consistent by construction and `manage.py ledger_audit`
+passes; the accounts beyond `history_accounts` have no postings.
+
+Everything random comes from one `random.Random(seed)` and one seeded Faker (and the money history
+from its own stream of the same seed): the same seed gives the same cooperative (except row ids and
+the "today" it is built relative to).
 """
 
 import datetime
 import functools
-import io
 import itertools
 import math
 import random
@@ -37,7 +42,6 @@ import phonenumbers
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management import call_command
 from django.core.management.color import no_style
 from django.db import connection, models, transaction
 from django.db.models import Max
@@ -45,19 +49,29 @@ from django.utils import timezone
 from faker import Faker
 
 from accounts.models import Account, AccountStatusChange, Member, ServiceLocation
-from coop import roles
+from coop import presets, roles
 from coop.calendar import coop_zone, local_today, us_holidays
+from coop.demo_money import DEFAULT_HISTORY_ACCOUNTS, MoneySummary, build_history
 from coop.exceptions import CoopError
 from coop.models import BillingCycle, OfficeClosure, Policy, WeatherHold
-from coop.services import office_closure_create, weather_hold_create
+from coop.services import (
+    billing_cycles_ensure,
+    office_closure_create,
+    policy_create_version,
+    weather_hold_create,
+)
 from meters.models import Meter, MeterInstallation
 
 ONE_DAY = datetime.timedelta(days=1)
 
 ADMIN_URL = "http://127.0.0.1:8000/admin/"
 
-# Presets loaded when no policy is in force: prepaid program B with postpaid schedule C.
+# Presets loaded when no policy is in force: prepaid program B with postpaid schedule C, plus
+# preset D's returned-check rule (two returned checks in 12 months: no checks for 12 months after
+# the latest). B and C say nothing about repeated returned checks; with D's rule the demo can show
+# a member who may no longer pay by check.
 POLICY_PRESETS = ("B", "C")
+POLICY_FROM_D = ("check_restriction_returns", "check_restriction_window_months", "check_restriction_months")
 
 S = Account.Status
 M = Account.BillingMode
@@ -289,16 +303,20 @@ class SeedResult:
     policy_note: str = ""
     calendar_notes: list[str] = field(default_factory=list)
     logins: list[LoginResult] = field(default_factory=list)
+    money: MoneySummary | None = None
     seconds: float = 0.0
 
     def summary(self) -> str:
         statuses = ", ".join(f"{s.label.lower()} {self.by_status[s]:,}" for s in S)
         modes = ", ".join(f"{m.label.lower()} {self.by_mode[m]:,}" for m in M)
-        return (
+        text = (
             f"Seeded {self.members:,} members, {self.locations:,} locations, {self.meters:,} meters "
             f"({self.spare_meters:,} spare), {self.accounts:,} accounts ({statuses}; {modes}), "
             f"{self.status_changes:,} status changes in {self.seconds:.1f} s."
         )
+        if self.money is not None:
+            text += "\n" + self.money.summary()
+        return text
 
 
 # --- Building --------------------------------------------------------------------------------------
@@ -323,10 +341,14 @@ def seed_demo(
     seed: int = 2026,
     chunk_size: int = 5000,
     batch_size: int = 5000,
+    history_accounts: int = DEFAULT_HISTORY_ACCOUNTS,
     progress: Callable[[str], None] | None = None,
 ) -> SeedResult:
     """Build the demo cooperative in one transaction; refuses (DemoDataExists) unless the database
-    has no members, locations, meters or accounts."""
+    has no members, locations, meters or accounts.
+
+    The first `history_accounts` accounts in service get a money history through the billing
+    services (coop/demo_money.py); 0 gives none."""
     if members < 1:
         raise ValueError("The demo needs at least one member.")
     started = time.monotonic()
@@ -366,6 +388,17 @@ def seed_demo(
         builder.finish()
         member_login = _link_member_login(builder.demo_member_pk)
         result.logins.append(member_login)
+        if history_accounts > 0:
+            result.money = build_history(
+                seed=seed,
+                today=today,
+                zone=builder.zone,
+                is_business_day=builder.is_business_day,
+                clerk=users["clerk"],
+                manager=users["manager"],
+                limit=history_accounts,
+                progress=say,
+            )
     result.seconds = time.monotonic() - started
     return result
 
@@ -420,11 +453,20 @@ def _ensure_policy(today: datetime.date) -> str:
     in_force = Policy.objects.filter(effective_from__lte=today).order_by("-effective_from").first()
     if in_force is not None:
         return f"Policy in force: {in_force} (kept)."
-    effective = _year_ago(today)
-    call_command(
-        "load_policy_preset", *POLICY_PRESETS, effective=effective, stdout=io.StringIO(), stderr=io.StringIO()
+    label = " + ".join(POLICY_PRESETS)
+    policy = policy_create_version(
+        actor=None,
+        effective_from=_year_ago(today),
+        name=f"Presets {label}, D's returned-check rule",
+        values={
+            **presets.merged_values(list(POLICY_PRESETS)),
+            **{k: presets.D.values[k] for k in POLICY_FROM_D},
+        },
+        notes=f"Demo policy (seed_demo): presets {label} with preset D's returned-check rule "
+        "(two returned checks in 12 months bar checks for 12 months after the latest).",
+        allow_unconfigured_past=True,
     )
-    policy = Policy.objects.in_force(today)
+    billing_cycles_ensure(actor=None, cycles=presets.merged_cycles(list(POLICY_PRESETS)))
     return f"Policy loaded: {policy}."
 
 
@@ -595,9 +637,13 @@ class _Builder:
     def _at(self, day: datetime.date, hour: int, minute: int) -> datetime.datetime:
         return datetime.datetime(day.year, day.month, day.day, hour, minute, tzinfo=self.zone)
 
+    def is_business_day(self, d: datetime.date) -> bool:
+        """No query: holidays and closures are known."""
+        return d.weekday() < 5 and d not in self.holidays and d not in self.closed
+
     def _office_day(self, d: datetime.date) -> datetime.date:
-        """`d` or the latest business day before it (no query: holidays and closures are known)."""
-        while d.weekday() >= 5 or d in self.holidays or d in self.closed:
+        """`d` or the latest business day before it."""
+        while not self.is_business_day(d):
             d -= ONE_DAY
         return d
 
@@ -870,6 +916,8 @@ class _Builder:
                         owner = member_id - 1 if mi > 0 else member_id + 1
                     else:
                         owner = None
+                    if owner is not None and owner == self.demo_member_pk:
+                        owner = None  # the member login's member has just the one account
                     if owner is not None:
                         began, prior = self._prior_account(
                             member_id=owner,

@@ -3,19 +3,29 @@
 import datetime
 import io
 import re
+import zoneinfo
 from collections import Counter
+from decimal import Decimal
 
 import phonenumbers
 import pytest
 import time_machine
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 from django.db.models import Count, Q
+from django.test import override_settings
 
 from accounts import services as account_services
 from accounts.models import Account, AccountStatusChange, Member, ServiceLocation, validate_phone_for_region
+from billing import services as billing_services
+from billing.exceptions import PaymentRefused
+from billing.models import ChargedFee, DebtPlan, Payment, Receivable, ReturnedPayment, Transaction
+from billing.selectors import account_balances, amount_past_due, check_restricted_until, receivables_audit
 from coop import roles
+from coop.demo_money import HISTORY_DAYS, money
 from coop.models import BillingCycle, OfficeClosure, Policy, WeatherHold
+from coop.money import split
 from meters.models import Meter, MeterInstallation
 
 MEMBERS = 60
@@ -43,8 +53,9 @@ def seed(members: int = MEMBERS, **options) -> str:
 
 @pytest.fixture
 def seeded(db):
+    """The cooperative without its money history (the history has tests of its own, below)."""
     with time_machine.travel(NOW, tick=True):
-        yield seed()
+        yield seed(history_accounts=0)
 
 
 def table_counts() -> dict:
@@ -226,3 +237,210 @@ def test_a_leap_day_loads_the_policy_a_year_before(db):
         seed(members=12)
     assert Policy.objects.get().effective_from == datetime.date(2027, 2, 28)
     assert Member.objects.count() == 12
+
+
+# --- Money history ---------------------------------------------------------------------------------
+
+
+def audit() -> str:
+    out = io.StringIO()
+    call_command("ledger_audit", stdout=out)
+    return out.getvalue()
+
+
+def prepaid_credit(account) -> Decimal:
+    return account_balances(account).prepaid_credit
+
+
+@pytest.fixture(scope="class")
+def output(django_db_setup, django_db_blocker):
+    """One seeded cooperative with its money history (at 60 members every account in service has
+    one), shared by the tests of TestMoneyHistory: seeding it once keeps them fast. Its
+    transaction is rolled back at the end of the class; each test runs in a savepoint inside it."""
+    with (
+        django_db_blocker.unblock(),
+        override_settings(
+            TIME_ZONE="America/Chicago", COOP_HOLIDAY_STATE="WI", PHONENUMBER_DEFAULT_REGION="US", DEBUG=True
+        ),
+        time_machine.travel(NOW, tick=True),
+        transaction.atomic(),
+    ):
+        yield seed()
+        transaction.set_rollback(True)
+
+
+@pytest.mark.django_db
+class TestMoneyHistory:
+    def test_ledger_audit_passes_and_agrees_with_the_summary(self, output):
+        last = audit().strip().splitlines()[-1]
+        assert last.startswith("ledger_audit ok")
+        total = re.search(r"member_balance_total=(-?[\d.]+)", last).group(1)
+        assert f"{money(Decimal(total))} owed to members in all" in output
+        assert (
+            Transaction.objects.count()
+            > 5 * Account.objects.filter(transactions__isnull=False).distinct().count()
+        )
+
+    def test_the_summary_reports_payments_fees_returns_plans_and_deposits(self, output):
+        assert re.search(r"Money history for \d+ accounts", output)
+        for words in (
+            "Payments:",
+            "returned with their fees",
+            "no longer allowed to pay by check",
+            "Fees:",
+            "waived by the manager",
+            "Postpaid bills:",
+            "Deposits:",
+            "Debt-management plans:",
+            "Member balances: prepaid credit",
+        ):
+            assert words in output
+        assert "have no postings" not in output  # every account in service has its history
+
+    def test_every_account_in_service_has_a_history_and_closed_or_pending_ones_none(self, output):
+        in_service = Account.objects.filter(status__in=(S.ACTIVE, S.DISCONNECTED, S.INACTIVE))
+        with_postings = Account.objects.filter(transactions__isnull=False).distinct()
+        assert set(with_postings) <= set(in_service)
+        assert Account.objects.filter(status=S.ACTIVE).exclude(pk__in=with_postings).count() == 0
+
+    def test_payments_come_in_several_tenders_all_received_in_the_past(self, output):
+        tenders = Counter(Payment.objects.values_list("tender", flat=True))
+        assert {"card", "online", "cash", "check"} <= set(tenders)
+        assert all(n > 1 for n in tenders.values())
+        received = list(Payment.objects.values_list("received_at", flat=True))
+        assert max(received).date() < TODAY
+        assert min(received).date() >= TODAY - datetime.timedelta(days=HISTORY_DAYS)
+        assert not Transaction.objects.filter(effective_date__gte=TODAY).exists()
+        # Counter payments were taken by the clerk on a business day; the portal takes no actor.
+        clerk = get_user_model().objects.get(username="clerk")
+        for payment in Payment.objects.filter(tender__in=("cash", "check")):
+            assert payment.actor == clerk
+            assert payment.received_at.astimezone(zoneinfo.ZoneInfo("America/Chicago")).weekday() < 5
+        assert not Payment.objects.filter(tender="online", actor__isnull=False).exists()
+
+    def test_prepaid_members_top_up_20_to_150_dollars_every_one_to_three_weeks(self, output):
+        top_ups = Payment.objects.filter(account__billing_mode=M.PREPAID)
+        amounts = [p.amount for p in top_ups]
+        assert amounts and all(Decimal("10.00") <= a <= Decimal("300.00") for a in amounts)
+        assert sum(Decimal("20.00") <= a <= Decimal("150.00") for a in amounts) > 0.9 * len(amounts)
+        gaps = []
+        for account in Account.objects.filter(billing_mode=M.PREPAID, status=S.ACTIVE):
+            days = sorted(account.payments.values_list("received_at", flat=True))
+            gaps += [(b - a).days for a, b in zip(days, days[1:], strict=False)]
+        assert len(gaps) > 20
+        gaps.sort()
+        assert 5 <= gaps[len(gaps) // 2] <= 24  # the median member pays every week or three
+
+    def test_the_member_login_has_a_plain_prepaid_history_with_credit(self, output):
+        account = get_user_model().objects.get(username="member").member.accounts.get()
+        assert account.payments.count() >= 3
+        assert not account.payments.filter(status=Payment.Status.RETURNED).exists()
+        assert prepaid_credit(account) > 0
+
+    def test_a_returned_payment_is_reversed_and_its_fees_charged_at_once(self, output):
+        policy = Policy.objects.in_force(TODAY)
+        returns = list(ReturnedPayment.objects.select_related("payment", "transaction"))
+        assert returns
+        for record in returns:
+            payment = record.payment
+            assert payment.status == Payment.Status.RETURNED
+            assert record.transaction.reverses_id == payment.transaction_id
+            assert record.returned_on > payment.received_at.date()
+            fees = ChargedFee.objects.filter(
+                account=payment.account, description__contains=payment.receipt_number
+            )
+            assert {f.code: f.amount for f in fees} == {
+                "returned-payment": policy.returned_payment_fee,
+                "returned-payment-collection": policy.returned_payment_collection_fee,
+            }
+            assert all(f.charged_on == record.returned_on for f in fees)  # charged at once
+        waived = ChargedFee.objects.filter(waiver_transaction__isnull=False)
+        assert waived.exists()
+        manager = get_user_model().objects.get(username="manager")
+        assert all(f.waived_by == manager and f.waive_reason for f in waived)
+
+    def test_a_member_with_two_returned_checks_may_no_longer_pay_by_check(self, output):
+        members = {
+            r.payment.account.member
+            for r in ReturnedPayment.objects.filter(payment__tender="check").select_related(
+                "payment__account__member"
+            )
+        }
+        restricted = [m for m in members if check_restricted_until(m, today=TODAY)]
+        assert len(restricted) == 1
+        member = restricted[0]
+        assert (
+            ReturnedPayment.objects.filter(payment__account__member=member, payment__tender="check").count()
+            == 2
+        )
+        account = member.accounts.filter(status=S.ACTIVE).first()
+        with pytest.raises(PaymentRefused, match="may not pay by check"):
+            billing_services.payment_post(
+                account=account, amount="50.00", tender="check", reference="test-check-1", received_at=NOW
+            )
+
+    def test_a_debt_management_plan_takes_its_share_of_each_top_up(self, output):
+        plans = DebtPlan.objects.filter(status=DebtPlan.Status.ACTIVE).select_related("account")
+        assert plans.exists()
+        for plan in plans:
+            arrears = account_balances(plan.account).arrears
+            assert Decimal("0.00") < arrears < plan.enrolled_amount
+            shared = Payment.objects.filter(account=plan.account, to_arrears__gt=0)
+            assert shared.exists()
+            # The policy's share of each payment, except out of the first $50 the account has paid
+            # (program B never takes the share from the initial minimum balance).
+            shares = [(p.to_arrears, split(p.amount, plan.share_percent)[0]) for p in shared]
+            assert all(taken <= share for taken, share in shares)
+            assert any(taken == share for taken, share in shares)
+            assert plan.enrolled_by.username == "manager"
+            assert plan.account.transactions.filter(memo__startswith="Debt moved to arrears").exists()
+
+    def test_postpaid_deposits_are_held_as_the_policy_requires(self, output):
+        deposits = Transaction.objects.filter(kind=Transaction.Kind.DEPOSIT_COLLECT).select_related("account")
+        assert deposits.exists()
+        assert all(d.account.billing_mode == M.POSTPAID for d in deposits)
+        for deposit in deposits:
+            amount = -deposit.legs.get(ledger_account__purpose="deposit_held").amount
+            assert amount == billing_services.deposit_required(account=deposit.account, on=TODAY)
+            assert deposit.effective_date == deposit.account.opened_on
+        held = [account_balances(d.account).deposit_held for d in deposits]
+        assert sum(held) > 0
+
+    def test_postpaid_bills_are_paid_mostly_on_time_and_a_few_accounts_owe_past_due(self, output):
+        bills = Receivable.objects.filter(kind=Receivable.Kind.BILL)
+        assert bills.count() >= 2 * Account.objects.filter(billing_mode=M.POSTPAID, status=S.ACTIVE).count()
+        assert all(b.description.startswith(("Energy bill", "Final bill")) for b in bills)
+        for account in Account.objects.filter(billing_mode=M.POSTPAID, transactions__isnull=False).distinct():
+            assert receivables_audit(account) == []
+        past_due = [
+            a for a in Account.objects.filter(billing_mode=M.POSTPAID) if amount_past_due(a, on=TODAY) > 0
+        ]
+        assert past_due
+        active = Account.objects.filter(billing_mode=M.POSTPAID, status=S.ACTIVE).count()
+        assert sum(a.status == S.ACTIVE for a in past_due) < active / 4
+        assert ChargedFee.objects.filter(code="late-fee").exists()
+
+    def test_disconnected_prepaid_accounts_end_at_or_below_zero_and_active_ones_above(self, output):
+        cut = Account.objects.filter(billing_mode=M.PREPAID, status__in=(S.DISCONNECTED, S.INACTIVE))
+        assert cut.exists()
+        assert all(prepaid_credit(a) <= 0 for a in cut)
+        active = [prepaid_credit(a) for a in Account.objects.filter(billing_mode=M.PREPAID, status=S.ACTIVE)]
+        assert sum(b > 0 for b in active) >= 0.9 * len(active)
+        threshold = Policy.objects.in_force(TODAY).low_balance_threshold_default
+        assert any(0 < b <= threshold + 15 for b in active)  # someone is running low
+
+    @pytest.mark.postgres
+    def test_postgresql_deferred_ledger_triggers_accept_every_transaction(self, output):
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # runs the pending balance checks now
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+
+
+def test_history_accounts_bounds_the_accounts_given_a_history(db):
+    with time_machine.travel(NOW, tick=True):
+        out = seed(members=20, history_accounts=4)
+    assert Account.objects.filter(transactions__isnull=False).distinct().count() <= 4
+    in_service = Account.objects.filter(status__in=(S.ACTIVE, S.DISCONNECTED, S.INACTIVE)).count()
+    assert "Money history for 4 accounts" in out
+    assert f"{in_service - 4:,} further accounts in service have no postings" in out
+    assert audit().strip().splitlines()[-1].startswith("ledger_audit ok")

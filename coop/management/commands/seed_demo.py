@@ -1,15 +1,26 @@
 """Build a believable demo cooperative in an empty database and print the demo logins.
 
-manage.py seed_demo                       # 200 members
+manage.py seed_demo                       # 200 members, every account with a money history
 manage.py seed_demo --members 100000 --seed 7
+manage.py seed_demo --members 20000 --history-accounts 2000
 """
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from coop import demo
+from coop import demo, demo_money
 from coop.exceptions import CoopError
+
+
+def _not_negative(text) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise CommandError(f"Expected a whole number, got {text!r}.") from None
+    if value < 0:
+        raise CommandError(f"Expected a number of at least 0, got {value}.")
+    return value
 
 
 def _positive(text) -> int:
@@ -26,8 +37,9 @@ class Command(BaseCommand):
     help = (
         "Build a demo cooperative in an empty database: policy (presets B + C) if none is in force, "
         "office closures and a weather hold, N members with locations, meters and accounts in every "
-        "status and both billing modes, and demo logins (printed at the end). Refuses if the "
-        "database already has members, locations, meters or accounts. Only with DEBUG on."
+        "status and both billing modes, a money history (payments, fees, returns, deposits, plans, "
+        "bills) for the first accounts in service, and demo logins (printed at the end). Refuses if "
+        "the database already has members, locations, meters or accounts. Only with DEBUG on."
     )
 
     def add_arguments(self, parser):
@@ -45,6 +57,16 @@ class Command(BaseCommand):
             type=_positive,
             default=5000,
             help="Members generated and inserted at a time (memory stays flat; default 5000).",
+        )
+        parser.add_argument(
+            "--history-accounts",
+            type=_not_negative,
+            default=demo_money.DEFAULT_HISTORY_ACCOUNTS,
+            help=(
+                "Accounts in service (the first, by number) given a money history through the "
+                "billing services; the rest have no postings. 0: none "
+                f"(default {demo_money.DEFAULT_HISTORY_ACCOUNTS})."
+            ),
         )
 
     def handle(self, *args, **options):
@@ -79,6 +101,7 @@ class Command(BaseCommand):
                 members=members,
                 seed=options["seed"],
                 chunk_size=options["chunk_size"],
+                history_accounts=options["history_accounts"],
                 progress=self.stdout.write if verbose else None,
             )
         except CoopError as exc:
