@@ -444,18 +444,26 @@ def plan_cancel(*, plan: DebtPlan, actor, reason: str) -> DebtPlan:
 
 @transaction.atomic
 def debt_transfer_to_arrears(*, account, amount, actor, reason: str, on=None) -> Transaction:
-    """Move old debt (a postpaid amount due, unbilled energy, outstanding fees) into arrears, for
-    example when a member converts to prepaid and enrolls the debt in a plan."""
+    """Move old debt into arrears, for example when a member converts to prepaid and enrolls the
+    debt in a plan (program B: outstanding fees and unbilled energy paid in full or put in the
+    debt-management program).
+
+    What the account has due (its postpaid amount due) moves first; any remainder is debt not yet
+    billed (unbilled energy, outstanding fees) and is recognised as energy revenue now. So the
+    amount due never goes below zero by a transfer.
+    """
     amount = to_cents(amount)
     if amount <= 0 or not reason.strip():
         raise BillingError("A transfer needs an amount above $0.00 and a reason.")
     account = _lock_account(account)
     on = on or timezone.localdate()
+    from_due = min(amount, max(account_balances(account).amount_due, ZERO))
     txn, _ = ledger_post(
         kind=Transaction.Kind.ADJUSTMENT,
         legs=[
             (member_ledger_account(account, P.ARREARS), amount),
-            (member_ledger_account(account, P.AMOUNT_DUE), -amount),
+            (member_ledger_account(account, P.AMOUNT_DUE), -from_due),
+            (coop_ledger_account(P.ENERGY_REVENUE), -(amount - from_due)),
         ],
         idempotency_key=_next_key(account, "arrears-transfer"),
         effective_date=on,
@@ -463,9 +471,9 @@ def debt_transfer_to_arrears(*, account, amount, actor, reason: str, on=None) ->
         memo=f"Debt moved to arrears: {reason.strip()}",
         account=account,
     )
-    if _is_postpaid(account):
+    if from_due and _is_postpaid(account):
         # The debt now in arrears is no longer due: it pays the oldest receivables.
-        _add_credit(account, kind=Credit.Kind.ARREARS_TRANSFER, txn=txn, amount=amount)
+        _add_credit(account, kind=Credit.Kind.ARREARS_TRANSFER, txn=txn, amount=from_due)
     return txn
 
 

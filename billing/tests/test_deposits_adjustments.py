@@ -146,3 +146,21 @@ def test_remaining_credit_is_refunded_when_an_account_closes(schedule_c, manager
     refund = services.credit_refund(account=account, actor=manager)
     assert account_balances(account).prepaid_credit == D("0.00")
     services.refund_pay(refund=refund, actor=manager, reference="CK 1")
+
+
+def test_a_debt_transfer_moves_what_is_due_and_books_the_unbilled_rest_as_revenue(schedule_c, manager):
+    from billing.ledger import coop_ledger_account
+    from billing.models import LedgerAccount
+
+    account = factories.account(billing_mode=POSTPAID)
+    services.receivable_add(
+        account=account, amount="30.00", due_date=datetime.date(2026, 2, 1), description="Bill"
+    )
+    revenue = coop_ledger_account(LedgerAccount.Purpose.ENERGY_REVENUE)
+    revenue.refresh_from_db()
+    revenue_before = revenue.natural_balance
+    services.debt_transfer_to_arrears(account=account, amount="50.00", actor=manager, reason="converting")
+    b = account_balances(account)
+    assert (b.amount_due, b.arrears) == (D("0.00"), D("50.00"))  # never a negative amount due
+    revenue.refresh_from_db()
+    assert revenue.natural_balance - revenue_before == D("20.00")  # unbilled energy recognised

@@ -179,7 +179,8 @@ class LedgerMachine(RuleBasedStateMachine):
         services.debt_transfer_to_arrears(account=account, amount=amount, actor=self.manager, reason="old")
         model.arrears += amount
         if self._is_postpaid(account):
-            model.credit += amount  # no longer due: it is in arrears
+            # What is due moves to arrears; the rest is unbilled debt recognised as revenue.
+            model.credit += min(amount, max(-model.credit, D("0.00")))
 
     @rule(i=any_account, share=shares)
     def enroll(self, i, share):
