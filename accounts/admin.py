@@ -270,6 +270,8 @@ class AccountAdmin(BigTableAdmin, HistoryAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
+        if obj.billing_mode == Account.BillingMode.PREPAID:
+            return tuple(self.change_fields)  # a prepaid account has no billing cycle to choose
         return tuple(f for f in self.change_fields if f not in self.editable_on_change)
 
     def get_inlines(self, request, obj):
