@@ -4,6 +4,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from accounts.models import Account
 from accounts.services import account_change_status
@@ -73,7 +74,7 @@ def test_a_long_disconnection_requires_the_larger_deposit(schedule_c, clerk):
     account_change_status(account=account, to_status="active", actor=clerk, reason="on")
     account_change_status(account=account, to_status="disconnected", actor=clerk, reason="nonpay")
     account.refresh_from_db()
-    off_since = account.status_changed_at.date()
+    off_since = timezone.localdate(account.status_changed_at)  # the co-op's day, not UTC's
     assert services.deposit_required(account=account, on=off_since + datetime.timedelta(days=6)) == D("60")
     assert services.deposit_required(account=account, on=off_since + datetime.timedelta(days=7)) == D("500")
 

@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.test import override_settings
+from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.models import Account, AccountStatusChange, Member, ServiceLocation, validate_phone_for_region
@@ -308,8 +309,8 @@ class TestMoneyHistory:
         assert {"card", "online", "cash", "check"} <= set(tenders)
         assert all(n > 1 for n in tenders.values())
         received = list(Payment.objects.values_list("received_at", flat=True))
-        assert max(received).date() < TODAY
-        assert min(received).date() >= TODAY - datetime.timedelta(days=HISTORY_DAYS)
+        assert timezone.localdate(max(received)) < TODAY
+        assert timezone.localdate(min(received)) >= TODAY - datetime.timedelta(days=HISTORY_DAYS)
         assert not Transaction.objects.filter(effective_date__gte=TODAY).exists()
         # Counter payments were taken by the clerk on a business day; the portal takes no actor.
         clerk = get_user_model().objects.get(username="clerk")
@@ -345,7 +346,7 @@ class TestMoneyHistory:
             payment = record.payment
             assert payment.status == Payment.Status.RETURNED
             assert record.transaction.reverses_id == payment.transaction_id
-            assert record.returned_on > payment.received_at.date()
+            assert record.returned_on > timezone.localdate(payment.received_at)
             fees = ChargedFee.objects.filter(
                 account=payment.account, description__contains=payment.receipt_number
             )
