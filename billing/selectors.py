@@ -6,6 +6,10 @@ import datetime
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db.models import OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from accounts.models import Account
 from billing.models import Allocation, Credit, DebtPlan, LedgerAccount, Payment, Receivable, ReturnedPayment
 from coop.models import Policy
 
@@ -86,11 +90,6 @@ def disconnect_candidates(*, on: datetime.date):
     One query: the prepaid credit is the negated stored balance of the account's prepaid-credit
     ledger account (an account with no postings has a balance of zero).
     """
-    from django.db.models import OuterRef, Subquery, Value
-    from django.db.models.functions import Coalesce
-
-    from accounts.models import Account
-
     policy = Policy.objects.in_force(on)
     stored = LedgerAccount.objects.filter(account=OuterRef("pk"), purpose=P.PREPAID_CREDIT).values("balance")
     accounts = (
