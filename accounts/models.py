@@ -211,3 +211,38 @@ class AccountStatusChange(models.Model):
 
     def __str__(self):
         return f"{self.account}: {self.from_status} → {self.to_status}"
+
+
+class ServiceHold(models.Model):
+    """A manager's hold on disconnecting one account (a medical or critical-care certificate),
+    in force from `starts_on` through `expires_on` inclusive."""
+
+    class Kind(models.TextChoices):
+        MEDICAL = "medical", "Medical certificate"
+        CRITICAL_CARE = "critical_care", "Critical care (life support)"
+        MANAGEMENT = "management", "Management hardship deferral"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="holds")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    starts_on = models.DateField()
+    expires_on = models.DateField()
+    note = models.CharField(max_length=300, blank=True)
+    entered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    entered_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-expires_on", "-id"]
+        indexes = [models.Index(fields=["account", "expires_on"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(expires_on__gte=models.F("starts_on")),
+                name="hold_expires_not_before_start",
+                violation_error_message="A hold cannot expire before it starts.",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} hold on {self.account} until {self.expires_on}"

@@ -37,6 +37,7 @@ class LedgerAccount(models.Model):
         REFUNDS_PAYABLE = "refunds_payable", "Refunds payable"
         WRITE_OFFS = "write_offs", "Bad-debt write-offs"
         ADJUSTMENTS = "adjustments", "Billing adjustments"
+        TAX_PAYABLE = "tax_payable", "Sales tax payable"
 
     # What kind of account each purpose is. A member's prepaid credit and deposit are money the
     # cooperative owes the member (liabilities); arrears and postpaid amounts due are money the
@@ -52,6 +53,7 @@ class LedgerAccount(models.Model):
         Purpose.REFUNDS_PAYABLE: Kind.LIABILITY,
         Purpose.WRITE_OFFS: Kind.EXPENSE,
         Purpose.ADJUSTMENTS: Kind.EXPENSE,
+        Purpose.TAX_PAYABLE: Kind.LIABILITY,
     }
     MEMBER_PURPOSES = (Purpose.PREPAID_CREDIT, Purpose.ARREARS, Purpose.DEPOSIT_HELD, Purpose.AMOUNT_DUE)
 
@@ -448,3 +450,245 @@ class Allocation(models.Model):
     @property
     def is_live(self) -> bool:
         return self.released_by_id is None
+
+
+# --- Rates ---------------------------------------------------------------------------------------
+
+MONTHS_HELP = "Months this applies to, as numbers: '6,7,8,9' for summer. Blank: every month."
+
+
+def parse_months(text: str) -> set[int]:
+    """'6,7,8,9' -> {6, 7, 8, 9}; blank -> every month. Raises ValueError on anything else."""
+    if not text.strip():
+        return set(range(1, 13))
+    months = set()
+    for part in text.split(","):
+        month = int(part.strip())
+        if not 1 <= month <= 12:
+            raise ValueError(f"{month} is not a month number (1-12)")
+        months.add(month)
+    return months
+
+
+class Tariff(models.Model):
+    """A rate schedule in force from the first day of a month until the next version of the same
+    code. Used for prepaid (priced daily) and postpaid (priced monthly) alike; see billing/rates.py
+    for how a prepaid day is priced so that a month's days add up to the monthly bill."""
+
+    code = models.CharField(max_length=20, default="RES", help_text="RES: residential.")
+    name = models.CharField(max_length=100)
+    effective_from = models.DateField(help_text="Always the first day of a month.")
+    customer_charge = MoneyField(help_text="Monthly customer (service availability) charge per meter.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["code", "effective_from"], name="one_tariff_version_per_day"),
+            models.CheckConstraint(
+                condition=Q(customer_charge__gte=0), name="tariff_customer_charge_not_negative"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.code} from {self.effective_from}"
+
+
+class TariffBlock(models.Model):
+    """One energy block of a tariff in the given months: `rate` per kWh for month-to-date kWh up to
+    `up_to_kwh` (blank: no limit; the last block of each month)."""
+
+    tariff = models.ForeignKey(Tariff, on_delete=models.CASCADE, related_name="blocks")
+    months = models.CharField(max_length=40, blank=True, help_text=MONTHS_HELP)
+    up_to_kwh = models.PositiveIntegerField("up to kWh (month to date)", null=True, blank=True)
+    rate = models.DecimalField("rate per kWh", max_digits=10, decimal_places=6)
+
+    class Meta:
+        ordering = ["tariff", "months", models.F("up_to_kwh").asc(nulls_last=True)]
+        constraints = [models.CheckConstraint(condition=Q(rate__gte=0), name="block_rate_not_negative")]
+
+    def __str__(self):
+        limit = f"up to {self.up_to_kwh} kWh" if self.up_to_kwh is not None else "above"
+        return f"{self.months or 'all months'} {limit}: ${self.rate}/kWh"
+
+
+class Rider(models.Model):
+    """A per-kWh adjustment on every tariff (a power cost adjustment, a renewable rider), in force
+    for whole months from `effective_from` through `effective_to` (blank: until ended)."""
+
+    code = models.CharField(max_length=20)
+    name = models.CharField(max_length=100)
+    rate = models.DecimalField("rate per kWh", max_digits=10, decimal_places=6, help_text="May be negative.")
+    effective_from = models.DateField(help_text="The first day of a month.")
+    effective_to = models.DateField(null=True, blank=True, help_text="The last day of a month, or blank.")
+
+    class Meta:
+        ordering = ["code", "-effective_from"]
+
+    def __str__(self):
+        return f"{self.name} ${self.rate}/kWh from {self.effective_from}"
+
+
+class TaxRate(models.Model):
+    """A percentage tax on the energy bill (energy, customer charge and riders)."""
+
+    name = models.CharField(max_length=100)
+    percent = models.DecimalField(max_digits=7, decimal_places=4)
+    effective_from = models.DateField(help_text="The first day of a month.")
+    effective_to = models.DateField(null=True, blank=True, help_text="The last day of a month, or blank.")
+
+    class Meta:
+        ordering = ["name", "-effective_from"]
+        constraints = [models.CheckConstraint(condition=Q(percent__gte=0), name="tax_percent_not_negative")]
+
+    def __str__(self):
+        return f"{self.name} {self.percent}%"
+
+
+# --- The daily prepaid run -----------------------------------------------------------------------
+
+
+class DailyRun(models.Model):
+    """One service day's prepaid run: progress while it runs, counts when it ends."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+        FAILED = "failed", "Finished with failures"
+
+    service_day = models.DateField(unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last progress report.")
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times the run was started.")
+    accounts_total = models.PositiveIntegerField(default=0)
+    accounts_done = models.PositiveIntegerField(default=0)
+    deductions = models.PositiveIntegerField(default=0)
+    true_ups = models.PositiveIntegerField(default=0)
+    estimated_reads = models.PositiveIntegerField(default=0)
+    low_balance = models.PositiveIntegerField(default=0, help_text="Accounts below their warning level.")
+    at_disconnect_level = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    failure_detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-service_day"]
+
+    def __str__(self):
+        return f"Daily run for {self.service_day}"
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.accounts_total:
+            return 100 if self.status != self.Status.RUNNING else 0
+        return min(100, self.accounts_done * 100 // self.accounts_total)
+
+
+class Deduction(models.Model):
+    """One prepaid account's charge for one service day (kind daily), or the settlement of an
+    estimated day whose actual read came later (kind true_up). Keeps the parts a statement shows.
+
+    The month-to-date columns make pricing telescope: each day's part is the rounded month-to-date
+    amount after the day less the one before it, so a month's days add up to the monthly bill to
+    the cent (billing/rates.py)."""
+
+    class Kind(models.TextChoices):
+        DAILY = "daily", "Daily charge"
+        TRUE_UP = "true_up", "True-up of an estimate"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="deductions")
+    service_day = models.DateField()
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DAILY)
+    run = models.ForeignKey(DailyRun, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    meter = models.ForeignKey(
+        "meters.Meter", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    read_quality = models.CharField(
+        max_length=10, blank=True, help_text="actual, estimated, or blank: no meter."
+    )
+    settles = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="settled_by",
+        help_text="For a true-up: the estimated day it settles.",
+    )
+    kwh = models.DecimalField("kWh", max_digits=12, decimal_places=3)
+    energy = MoneyField()
+    customer_charge = MoneyField()
+    riders = MoneyField()
+    tax = MoneyField()
+    total = MoneyField()
+    # Month-to-date position after this row, in whole Wh and cents (see the class docstring).
+    mtd_wh = models.BigIntegerField()
+    mtd_days = models.PositiveSmallIntegerField()
+    mtd_energy_cents = models.BigIntegerField()
+    mtd_customer_cents = models.BigIntegerField()
+    mtd_riders_cents = models.BigIntegerField()
+    mtd_tax_cents = models.BigIntegerField()
+    balance_after = MoneyField(help_text="The prepaid balance right after this charge.")
+    avg_daily_cents = models.BigIntegerField(
+        help_text="Recent daily cost (exponentially weighted), for the days-remaining estimate."
+    )
+    days_remaining = models.PositiveIntegerField(null=True, blank=True)
+    transaction = models.OneToOneField(
+        Transaction,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="deduction",
+        help_text="Blank when the day cost nothing.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-service_day", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "service_day"],
+                condition=Q(kind="daily"),
+                name="one_daily_deduction_per_account_day",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "service_day", "id"]),
+            models.Index(fields=["service_day", "account"]),
+            models.Index(
+                fields=["account"], condition=Q(read_quality="estimated"), name="deduction_estimated"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.account} {self.service_day}: ${self.total}"
+
+
+class DisconnectDecision(models.Model):
+    """What the disconnect step decided for one candidate on one day, and why."""
+
+    class Outcome(models.TextChoices):
+        ORDERED = "ordered", "Disconnect ordered"
+        SKIPPED = "skipped", "Skipped"
+
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="disconnect_decisions"
+    )
+    day = models.DateField()
+    decided_at = models.DateTimeField(default=timezone.now)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    reason = models.CharField(max_length=300)
+    balance = MoneyField()
+    order = models.ForeignKey(
+        "meters.ServiceOrder", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-decided_at", "-id"]
+        indexes = [models.Index(fields=["day", "outcome"]), models.Index(fields=["account", "-decided_at"])]
+
+    def __str__(self):
+        return f"{self.account} {self.day}: {self.get_outcome_display()} ({self.reason})"

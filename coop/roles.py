@@ -28,6 +28,11 @@ MANAGER_ONLY_MODELS = {
     ("coop", "officeclosure"),
     ("coop", "weatherhold"),
     ("billing", "debtplan"),
+    ("billing", "tariff"),
+    ("billing", "tariffblock"),
+    ("billing", "rider"),
+    ("billing", "taxrate"),
+    ("accounts", "servicehold"),
 }
 # Apps whose rows are financial records: nobody's role may delete them.
 FINANCIAL_APPS = ("billing",)
@@ -41,6 +46,10 @@ AUDIT_MODELS = {
     ("billing", "receivable"),
     ("billing", "credit"),
     ("billing", "allocation"),
+    ("billing", "deduction"),
+    ("billing", "dailyrun"),
+    ("billing", "disconnectdecision"),
+    ("meters", "meterread"),
 }
 
 

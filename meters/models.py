@@ -1,8 +1,10 @@
 """Meters and where they are installed."""
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 
@@ -54,3 +56,115 @@ class MeterInstallation(models.Model):
     def clean(self):
         if self.removed_on and self.installed_on and self.removed_on < self.installed_on:
             raise ValidationError({"removed_on": "A meter cannot be removed before it was installed."})
+
+
+class MeterRead(models.Model):
+    """One meter's energy use for one local day (the cooperative's zone). The (meter, day) pair is
+    the read's idempotency key. An estimate is replaced in place by the actual read when it
+    arrives; the money is settled by a true-up deduction in billing, never by editing a posting."""
+
+    class Quality(models.TextChoices):
+        ACTUAL = "actual", "Actual"
+        ESTIMATED = "estimated", "Estimated"
+
+    class Source(models.TextChoices):
+        CSV = "csv", "CSV file"
+        GREEN_BUTTON = "green_button", "Green Button file"
+        ESTIMATE = "estimate", "Estimate"
+        MANUAL = "manual", "Entered by hand"
+
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="reads")
+    day = models.DateField(help_text="The local service day the usage belongs to.")
+    kwh = models.DecimalField("kWh", max_digits=12, decimal_places=3)
+    register = models.DecimalField(
+        max_digits=12,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        help_text="The cumulative register reading at the end of the day, when the file gave one.",
+    )
+    quality = models.CharField(max_length=10, choices=Quality.choices, default=Quality.ACTUAL)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    source_name = models.CharField(max_length=200, blank=True, help_text="The file the read came from.")
+    estimated_kwh = models.DecimalField(
+        "estimated kWh",
+        max_digits=12,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        help_text="What was estimated for this day before the actual read arrived.",
+    )
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["meter", "-day"]
+        constraints = [
+            models.UniqueConstraint(fields=["meter", "day"], name="one_read_per_meter_day"),
+            models.CheckConstraint(condition=Q(kwh__gte=0), name="read_kwh_not_negative"),
+        ]
+        indexes = [models.Index(fields=["day", "quality"])]
+
+    def __str__(self):
+        return f"{self.meter} {self.day}: {self.kwh} kWh ({self.quality})"
+
+
+class ServiceOrder(models.Model):
+    """A request to open (disconnect) or close (reconnect) a meter's service switch, carried out
+    by a head-end adapter (meters/headend.py): the simulated AMI head-end or a manual field
+    order confirmed by a clerk."""
+
+    class Kind(models.TextChoices):
+        DISCONNECT = "disconnect", "Disconnect"
+        RECONNECT = "reconnect", "Reconnect"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        CONFIRMED = "confirmed", "Confirmed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Adapter(models.TextChoices):
+        SIMULATED_AMI = "simulated_ami", "Simulated AMI head-end"
+        FIELD = "field", "Field order (line crew)"
+
+    OPEN_STATUSES = (Status.QUEUED, Status.SENT, Status.FAILED)
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="service_orders")
+    meter = models.ForeignKey(Meter, null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    adapter = models.CharField(max_length=20, choices=Adapter.choices)
+    reason = models.CharField(max_length=300)
+    requested_at = models.DateTimeField(default=timezone.now)
+    due_by = models.DateTimeField(null=True, blank=True, help_text="When the policy wants it done.")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    external_id = models.CharField(max_length=100, blank=True, help_text="The head-end's id for the order.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "adapter", "kind"]),
+            models.Index(fields=["account", "-requested_at"]),
+        ]
+        constraints = [
+            # At most one open order of each kind per account: a second request finds the first.
+            models.UniqueConstraint(
+                fields=["account", "kind"],
+                condition=Q(status__in=["queued", "sent", "failed"]),
+                name="one_open_order_per_account_kind",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.account} ({self.get_status_display()})"
