@@ -64,3 +64,7 @@ class MeterInstallationAdmin(BigTableAdmin):
     search_help_text = "Meter serial (its beginning is enough) or street address."
     raw_id_fields = ("meter", "location")
     ordering = ("-id",)  # newest records first, read from the primary key index
+
+
+# Registered from their own modules so each stays readable.
+from meters import admin_orders, admin_reads  # noqa: E402,F401

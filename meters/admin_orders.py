@@ -1,0 +1,1 @@
+"""Admin for service orders and the field-order list (see meters/headend.py)."""

@@ -1,0 +1,1 @@
+"""Admin for meter reads (see meters/reads.py)."""
