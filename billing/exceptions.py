@@ -15,3 +15,11 @@ class PaymentRefused(BillingError):
 
 class DuplicatePayment(BillingError):
     """The tender and reference were already posted, to another account or for another amount."""
+
+
+class RatesError(BillingError):
+    """No tariff in force, or a tariff that cannot price a day (say what to fix)."""
+
+
+class DailyRunError(BillingError):
+    """The daily run cannot run for the day asked (not over yet, or out of date order)."""

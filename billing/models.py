@@ -636,12 +636,14 @@ class Deduction(models.Model):
         help_text="Recent daily cost (exponentially weighted), for the days-remaining estimate."
     )
     days_remaining = models.PositiveIntegerField(null=True, blank=True)
-    transaction = models.OneToOneField(
+    # The run posts one balanced transaction per chunk of accounts: a leg on each member's prepaid
+    # credit, and one leg each to energy revenue and sales tax for the chunk (billing/daily.py).
+    transaction = models.ForeignKey(
         Transaction,
         null=True,
         blank=True,
         on_delete=models.PROTECT,
-        related_name="deduction",
+        related_name="deductions",
         help_text="Blank when the day cost nothing.",
     )
     created_at = models.DateTimeField(default=timezone.now)
