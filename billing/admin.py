@@ -25,6 +25,33 @@ from coop.models import FeeScheduleEntry
 ACCOUNT_PAGE_PANELS.append(money_panel)
 
 
+def restore_line(request, account) -> str:
+    """Under the money panel of a disconnected prepaid account: what the member must still pay for
+    service to come back (billing.prepaid.restore_amount_needed)."""
+    from billing.admin_views import usd
+    from billing.prepaid import restore_amount_needed
+    from coop.exceptions import CoopError
+
+    if (
+        account.billing_mode != account.BillingMode.PREPAID
+        or account.status != account.Status.DISCONNECTED
+        or not request.user.has_perm("billing.view_transaction")
+    ):
+        return ""
+    try:
+        amount = restore_amount_needed(account)
+    except CoopError:  # no policy in force: the money panel already says so
+        return ""
+    return format_html(
+        '<p class="money-note warning" id="money-restore">'
+        "<strong>Amount needed to restore service: {}</strong></p>",
+        usd(amount),
+    )
+
+
+ACCOUNT_PAGE_PANELS.append(restore_line)
+
+
 class ViewOnlyAdmin(BigTableAdmin):
     """Look, never touch: no add, change or delete whatever the user's permissions.
 
@@ -391,3 +418,7 @@ class LedgerAccountAdmin(ViewOnlyAdmin):
         return format_html(
             '<a href="{}?ledger_account__id__exact={}">Legs of this ledger account</a>', url, obj.pk
         )
+
+
+# Rates, the daily run and its records live in their own module.
+from billing import admin_daily  # noqa: E402,F401
