@@ -304,6 +304,7 @@ class SeedResult:
     calendar_notes: list[str] = field(default_factory=list)
     logins: list[LoginResult] = field(default_factory=list)
     money: MoneySummary | None = None
+    daily: object = None  # coop.demo_daily.DailySummary
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -316,6 +317,8 @@ class SeedResult:
         )
         if self.money is not None:
             text += "\n" + self.money.summary()
+        if self.daily is not None:
+            text += "\n" + self.daily.summary()
         return text
 
 
@@ -342,6 +345,7 @@ def seed_demo(
     chunk_size: int = 5000,
     batch_size: int = 5000,
     history_accounts: int = DEFAULT_HISTORY_ACCOUNTS,
+    daily_days: int = 60,
     progress: Callable[[str], None] | None = None,
 ) -> SeedResult:
     """Build the demo cooperative in one transaction; refuses (DemoDataExists) unless the database
@@ -399,6 +403,11 @@ def seed_demo(
                 limit=history_accounts,
                 progress=say,
             )
+    if daily_days > 0:
+        # After the commit: each day of the daily run is its own set of transactions, as in production.
+        from coop.demo_daily import build_daily_history
+
+        result.daily = build_daily_history(today=today, seed=seed, days=daily_days, progress=say)
     result.seconds = time.monotonic() - started
     return result
 

@@ -68,6 +68,15 @@ class Command(BaseCommand):
                 f"(default {demo_money.DEFAULT_HISTORY_ACCOUNTS})."
             ),
         )
+        parser.add_argument(
+            "--daily-days",
+            type=_not_negative,
+            default=60,
+            help=(
+                "Days of meter reads and daily prepaid deductions (run through the daily run) "
+                "before today; 0: none (default 60)."
+            ),
+        )
 
     def handle(self, *args, **options):
         # The demo logins have published passwords (printed below, and in the README): they must
@@ -102,6 +111,7 @@ class Command(BaseCommand):
                 seed=options["seed"],
                 chunk_size=options["chunk_size"],
                 history_accounts=options["history_accounts"],
+                daily_days=options["daily_days"],
                 progress=self.stdout.write if verbose else None,
             )
         except CoopError as exc:
