@@ -95,7 +95,8 @@ def account_change_status(*, account: Account, to_status: str, actor, reason: st
     if to_status == Account.Status.CLOSED:
         locked.closed_on = today
     locked._history_user = actor
-    locked._change_reason = reason
+    # The history's reason column holds 100 characters; the full reason is in AccountStatusChange.
+    locked._change_reason = reason.strip()[:100]
     locked.save()
     AccountStatusChange.objects.create(
         account=locked,
