@@ -21,7 +21,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from accounts.exceptions import IllegalStatusTransition
-from accounts.models import Account, AccountStatusChange, Member, ServiceLocation
+from accounts.models import Account, AccountStatusChange, Member, ServiceHold, ServiceLocation
 from coop.admin_tools import BigTableAdmin, HistoryAdmin, ReadOnlyInline
 from meters.models import MeterInstallation
 
@@ -178,6 +178,31 @@ class StatusChangeInline(ReadOnlyInline, admin.TabularInline):
         return super().get_queryset(request).select_related("actor")
 
 
+class ServiceHoldInline(admin.TabularInline):
+    """The account's disconnect holds (medical, critical care, management deferral). Only managers
+    add or change them (coop/roles.py); others see them read-only."""
+
+    model = ServiceHold
+    fields = ("kind", "starts_on", "expires_on", "note", "entered_by", "entered_at")
+    readonly_fields = ("entered_by", "entered_at")
+    extra = 0
+    verbose_name_plural = "disconnect holds (medical, critical care, management)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("entered_by")
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        user = request.user
+
+        class EnteredByFormSet(formset):
+            def save_new(self, form, commit=True):
+                form.instance.entered_by = user
+                return super().save_new(form, commit)
+
+        return EnteredByFormSet
+
+
 class AccountForm(forms.ModelForm):
     class Meta:
         model = Account
@@ -245,7 +270,7 @@ class AccountAdmin(BigTableAdmin, HistoryAdmin):
         "Account number, member name, phone (any format), email, street address or meter serial."
     )
     autocomplete_fields = ("member", "location")
-    inlines = (StatusChangeInline,)
+    inlines = (StatusChangeInline, ServiceHoldInline)
 
     # On an existing account only the billing cycle is edited here. Status moves through
     # account_change_status; a different member or location is a transfer and a different
@@ -414,6 +439,52 @@ class AccountAdmin(BigTableAdmin, HistoryAdmin):
             self.message_user(request, f"Account {accounts[0].number} is now {label}.", messages.SUCCESS)
         else:
             self.message_user(request, f"{len(accounts)} accounts are now {label}.", messages.SUCCESS)
+
+
+# --- Disconnect holds ------------------------------------------------------------------------
+
+
+class HoldInForceFilter(admin.SimpleListFilter):
+    title = "in force"
+    parameter_name = "in_force"
+
+    def lookups(self, request, model_admin):
+        return (("today", "In force today"), ("expired", "Expired"), ("future", "Not started yet"))
+
+    def queryset(self, request, queryset):
+        from coop.calendar import local_today
+
+        today = local_today()
+        if self.value() == "today":
+            return queryset.filter(starts_on__lte=today, expires_on__gte=today)
+        if self.value() == "expired":
+            return queryset.filter(expires_on__lt=today)
+        if self.value() == "future":
+            return queryset.filter(starts_on__gt=today)
+        return queryset
+
+
+@admin.register(ServiceHold)
+class ServiceHoldAdmin(BigTableAdmin, HistoryAdmin):
+    """Holds on disconnecting one account, read by billing.prepaid.disconnect_run. Managers edit
+    them (coop/roles.py); the expiry date is required so no hold outlives its certificate unseen."""
+
+    list_display = ("account", "kind", "starts_on", "expires_on", "note", "entered_by")
+    list_select_related = ("account", "entered_by")
+    list_filter = (HoldInForceFilter, "kind")
+    sortable_by = ("starts_on", "expires_on")
+    search_fields = ("=account__number",)
+    search_help_text = "Account number."
+    raw_id_fields = ("account",)
+    fields = ("account", "kind", "starts_on", "expires_on", "note", "entered_by", "entered_at")
+    readonly_fields = ("entered_by", "entered_at")
+    ordering = ("-id",)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.entered_by = request.user
+        obj._history_user = request.user
+        super().save_model(request, obj, form, change)
 
 
 # --- The status-change audit trail -----------------------------------------------------------

@@ -256,6 +256,11 @@ def payment_post(
         plan.status = DebtPlan.Status.COMPLETED
         plan.ended_on = day
         plan.save(update_fields=["status", "ended_on"])
+    # A disconnected prepaid member may now be restored: checked by a task after commit, never if
+    # this payment rolls back (billing/prepaid.py).
+    from billing.prepaid import reconnect_check_after_commit
+
+    reconnect_check_after_commit(account)
     return payment, True
 
 

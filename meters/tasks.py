@@ -1,0 +1,21 @@
+"""Background jobs for service orders (django-q2). Each takes ids and calls one service; each is
+safe to run twice (sending a sent order, or confirming a confirmed one, does nothing).
+
+    meters.tasks.order_send_task(order_id)      enqueued after commit by order_request
+    meters.tasks.order_confirm_task(order_id)   the simulated head-end's confirmation
+
+The every-minute retry sweep (meters.services.orders_retry_due) is scheduled as
+billing.tasks.orders_retry_task (coop/schedules.py).
+"""
+
+from meters import services
+from meters.models import ServiceOrder
+
+
+def order_send_task(order_id: int) -> str:
+    return services.order_send(order_id=order_id).status
+
+
+def order_confirm_task(order_id: int) -> str | None:
+    order = services.order_confirm_from_headend(order_id=order_id, adapter=ServiceOrder.Adapter.SIMULATED_AMI)
+    return order.status if order else None
