@@ -35,7 +35,7 @@ from billing.exceptions import BillingError, DailyRunError, LedgerError
 from billing.ledger import coop_ledger_account
 from billing.models import DailyRun, Deduction, LedgerAccount, Leg, Transaction
 from billing.rates import MonthPrices, month_prices, month_to_date_sql, round_div_sql, tax_sql
-from coop.calendar import local_today
+from coop.calendar import coop_zone, local_today
 from coop.models import Policy
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,11 @@ class _Context:
     run: DailyRun
     revenue_id: int
     tax_id: int
+
+
+def local_midnight(day: datetime.date) -> datetime.datetime:
+    """The instant a local day starts (the zone's rules give 23- and 25-hour days)."""
+    return datetime.datetime.combine(day, datetime.time(), tzinfo=coop_zone())
 
 
 def default_service_day() -> datetime.date:
@@ -284,6 +289,19 @@ def _insert_sql(prices: MonthPrices, source_sql: str, *, kind: str) -> str:
     """
 
 
+# Whether the day carries the customer charge: the account had service for some part of it (active
+# at its end, or disconnected during it), or the policy continues charges while disconnected. It is
+# decided from the status and when it last changed, so the answer does not depend on when the run
+# happens (an account reconnected the next morning before the run is not charged for a day it was
+# off all day).
+_CHARGE_DAY = """
+    CASE WHEN %(continue)s = 1
+           OR (a.status = 'active' AND COALESCE(a.status_changed_at, %(day_start)s) < %(day_end)s)
+           OR (a.status = 'disconnected' AND a.status_changed_at >= %(day_start)s)
+         THEN 1 ELSE 0 END
+"""
+
+
 def _daily_source_sql() -> str:
     meter = """
         (SELECT mi.meter_id FROM meters_meterinstallation mi
@@ -295,11 +313,12 @@ def _daily_source_sql() -> str:
         SELECT a.id AS account_id, a.meter_id, COALESCE(r.quality, '') AS quality,
                CAST(NULL AS BIGINT) AS settles_id,
                COALESCE({_int("r.kwh * 1000")}, 0) AS wh,
-               CASE WHEN a.status = 'active' OR %(continue)s = 1 THEN 1 ELSE 0 END AS charge_day,
+               {_CHARGE_DAY} AS charge_day,
                {_cents("la.balance")} AS debit_cents,
                {_previous_columns()}
         FROM (
-            SELECT a0.id, a0.status, {meter} AS meter_id, {_PREVIOUS.format(account="a0.id")} AS prev_id
+            SELECT a0.id, a0.status, a0.status_changed_at, {meter} AS meter_id,
+                   {_PREVIOUS.format(account="a0.id")} AS prev_id
             FROM accounts_account a0
             WHERE a0.billing_mode = 'prepaid' AND a0.status IN ('active', 'disconnected')
               AND a0.id BETWEEN %(lo)s AND %(hi)s
@@ -347,6 +366,8 @@ def _params(ctx: _Context, lo: int, hi: int, now: datetime.datetime) -> dict:
         "hi": hi,
         "now": now,
         "continue": 1 if continues else 0,
+        "day_start": local_midnight(ctx.day),
+        "day_end": local_midnight(ctx.day + datetime.timedelta(days=1)),
     }
 
 

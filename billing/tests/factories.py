@@ -48,10 +48,14 @@ def tariff(
     return t
 
 
+SINCE = datetime.datetime(2020, 1, 1, 12, tzinfo=datetime.UTC)
+
+
 def prepaid_account(
-    *, status=Account.Status.ACTIVE, installed_on=datetime.date(2020, 1, 1), remote=True, **kw
+    *, status=Account.Status.ACTIVE, installed_on=datetime.date(2020, 1, 1), since=SINCE, remote=True, **kw
 ):
-    """A prepaid account in `status` with a meter installed at its location."""
+    """A prepaid account in `status` since `since` (default: long before any day a test runs, so
+    the daily run sees it in that status all day) with a meter installed at its location."""
     account = factories.account(**kw)
     meter = meter_services.meter_create(serial=f"PP{next(_seq):07d}", remote_disconnect_capable=remote)
     meter_services.meter_install(meter=meter, location=account.location, installed_on=installed_on)
@@ -61,6 +65,7 @@ def prepaid_account(
         )
     if status == Account.Status.DISCONNECTED:
         account_services.account_change_status(account=account, to_status=status, actor=None, reason="test")
+    Account.objects.filter(pk=account.pk).update(status_changed_at=since)
     account.refresh_from_db()
     account.meter = meter
     return account
