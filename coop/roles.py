@@ -33,6 +33,7 @@ MANAGER_ONLY_MODELS = {
     ("billing", "rider"),
     ("billing", "taxrate"),
     ("accounts", "servicehold"),
+    ("notifications", "noticetemplate"),
 }
 # Apps whose rows are financial records: nobody's role may delete them.
 FINANCIAL_APPS = ("billing",)
@@ -50,6 +51,8 @@ AUDIT_MODELS = {
     ("billing", "dailyrun"),
     ("billing", "disconnectdecision"),
     ("meters", "meterread"),
+    ("notifications", "message"),
+    ("notifications", "webhookevent"),
 }
 
 

@@ -4,7 +4,10 @@ Everything that differs between machines comes from the environment (or an optio
 beside manage.py), read through django-environ. `.env.example` documents every variable.
 """
 
+import datetime
 import os
+import re
+import zoneinfo
 from pathlib import Path
 
 import environ
@@ -154,9 +157,74 @@ if not 0 < Q_CLUSTER["timeout"] < Q_CLUSTER["retry"] or Q_CLUSTER["max_attempts"
         f"max_attempts={Q_CLUSTER['max_attempts']})."
     )
 
+
+def _local_time_of_day(name: str, default: str) -> datetime.time:
+    """A setting naming a wall-clock time (HH:MM, 24-hour) in the cooperative's zone, for a daily
+    schedule. A time the zone's clocks skip (02:30 on the spring-forward night in Chicago) is
+    refused: django-q2 moves a daily schedule on by a day and corrects it by the change of UTC
+    offset, so a schedule started at a time that does not exist would run an hour early ever after.
+    """
+    value = env.str(name, default=default).strip()
+    match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", value)
+    if not match:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a time of day: write it as HH:MM on the 24-hour clock, "
+            f"for example {default} (it is read in COOP_TIME_ZONE, {TIME_ZONE})."
+        )
+    at = datetime.time(int(match[1]), int(match[2]))
+    zone, day = zoneinfo.ZoneInfo(TIME_ZONE), datetime.date(2026, 1, 1)
+    for _ in range(366):  # a year holds both changes of clock
+        local = datetime.datetime.combine(day, at, tzinfo=zone)
+        if local.astimezone(datetime.UTC).astimezone(zone).time() != at:
+            raise ImproperlyConfigured(
+                f"{name}={value} does not exist every day in {TIME_ZONE}: the clocks skip it when "
+                f"daylight saving time starts (on {day:%Y-%m-%d}). Choose a time outside the hour "
+                "in which the clocks change."
+            )
+        day += datetime.timedelta(days=1)
+    return at
+
+
+# Schedules (coop/schedules.py writes them to django-q2's Schedule table after every `migrate`).
+# Local times in the cooperative's zone, kept across daylight-saving changes. The daily prepaid
+# run starts once the day's meter reads have arrived; the inactive sweep after the run has charged
+# the last day.
+COOP_DAILY_RUN_AT = _local_time_of_day("COOP_DAILY_RUN_AT", "06:00")
+COOP_INACTIVE_SWEEP_AT = _local_time_of_day("COOP_INACTIVE_SWEEP_AT", "07:00")
+# How often the disconnect task looks for accounts to disconnect (it checks the policy's window
+# and grace days itself); at most 60 so that a one-hour window (program E) is never missed.
+COOP_DISCONNECT_EVERY_MINUTES = env.int("COOP_DISCONNECT_EVERY_MINUTES", default=15)
+if not 1 <= COOP_DISCONNECT_EVERY_MINUTES <= 60:
+    raise ImproperlyConfigured(
+        f"COOP_DISCONNECT_EVERY_MINUTES={COOP_DISCONNECT_EVERY_MINUTES} must be between 1 and 60: "
+        "the disconnect window can be as short as an hour (10:00-11:00 under program E)."
+    )
+
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@coop.example")
+# Seconds before an unanswering SMTP server counts as a transient failure (retried later).
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+
+# Notices by SMS (Twilio) and email (notifications/). Without the Twilio settings, texts go to the
+# console (COOP_SMS_BACKEND=file: to files) and show in the message log as not sent.
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")  # wins over FROM
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
+# The public https origin Twilio calls (status callbacks are sent there; signatures are checked
+# against it, so they validate behind a TLS-terminating proxy whatever Host it forwards).
+TWILIO_WEBHOOK_BASE_URL = env.str("TWILIO_WEBHOOK_BASE_URL", default="")
+TWILIO_TIMEOUT = env.float("TWILIO_TIMEOUT", default=15.0)
+# Answer STOP/START/HELP ourselves; false when Twilio's own opt-out handling already answers them.
+TWILIO_KEYWORD_REPLIES = env.bool("TWILIO_KEYWORD_REPLIES", default=True)
+COOP_SMS_BACKEND = env.str("COOP_SMS_BACKEND", default="")  # twilio, console, file; empty: auto
+COOP_SMS_FILE_PATH = env.path("COOP_SMS_FILE_PATH", default=BASE_DIR / "sent-sms")
+COOP_SMS_NAME = env.str("COOP_SMS_NAME", default=COOP_NAME)  # signs every text: keep it short
+COOP_HELP_PHONE = env.str("COOP_HELP_PHONE", default="")
+COOP_PAY_URL = env.str("COOP_PAY_URL", default="")
+COOP_NOTIFY_MAX_ATTEMPTS = env.int("COOP_NOTIFY_MAX_ATTEMPTS", default=6)
+COOP_NOTIFY_BATCH_SIZE = env.int("COOP_NOTIFY_BATCH_SIZE", default=200)  # messages per send task
 
 # Behind a TLS-terminating proxy (nginx, a load balancer) that sets X-Forwarded-Proto.
 if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):

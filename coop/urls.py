@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 admin.site.site_header = "Cooperative back office"
@@ -8,5 +8,6 @@ admin.site.index_title = "Billing"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("webhooks/twilio/", include("notifications.urls")),
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
 ]

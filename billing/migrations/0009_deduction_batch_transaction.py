@@ -5,15 +5,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0008_ledger_bulk_check'),
+        ("billing", "0008_ledger_bulk_check"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='deduction',
-            name='transaction',
-            field=models.ForeignKey(blank=True, help_text='Blank when the day cost nothing.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='deductions', to='billing.transaction'),
+            model_name="deduction",
+            name="transaction",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Blank when the day cost nothing.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="deductions",
+                to="billing.transaction",
+            ),
         ),
     ]

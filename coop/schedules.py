@@ -1,0 +1,128 @@
+"""The cooperative's recurring jobs, as django-q2 `Schedule` rows kept in step with the settings.
+
+`ensure_schedules()` runs after every `migrate` (billing/apps.py connects it to post_migrate), so a
+fresh or upgraded database always has exactly one row per job below, found by its name. Running
+it again changes nothing; a changed setting (COOP_DAILY_RUN_AT, COOP_INACTIVE_SWEEP_AT,
+COOP_DISCONNECT_EVERY_MINUTES) updates the existing row in place. A row's Repeats is left as staff
+set it, so a schedule paused in the admin (Repeats 0) stays paused across migrations.
+
+Daily jobs use django-q2's DAILY type, not CRON: after each run django-q2 moves `next_run` on by
+a day and corrects it by the change of the zone's UTC offset (django_q.models.Schedule.
+calculate_next_run, reckoned in Q_CLUSTER's time_zone, which defaults to TIME_ZONE), so 06:00 in
+Chicago stays 06:00 across both daylight-saving changes, with no extra dependency (CRON needs
+croniter). The settings refuse a time the clocks skip, the one case that arithmetic gets wrong.
+"""
+
+import datetime
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+from django_q.models import Schedule
+
+from coop.calendar import coop_zone
+
+# Names are the rows' identity: ensure_schedules finds its rows by them, so renaming one here
+# leaves the old row behind (delete it in the admin).
+DAILY_RUN = "coop: daily prepaid run"
+DISCONNECTS = "coop: prepaid disconnections"
+INACTIVE_SWEEP = "coop: inactive sweep"
+ORDERS_RETRY = "coop: service order retries"
+MESSAGES_RETRY = "coop: message retries"
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    func: str
+    schedule_type: str
+    at: datetime.time | None = None  # DAILY: local wall-clock time in the co-op's zone
+    minutes: int | None = None  # MINUTES: interval
+
+
+def jobs() -> list[Job]:
+    """The schedules the cooperative needs, from the settings as they are now."""
+    return [
+        Job(DAILY_RUN, "billing.tasks.daily_run_task", Schedule.DAILY, at=settings.COOP_DAILY_RUN_AT),
+        Job(
+            DISCONNECTS,
+            "billing.tasks.disconnect_window_task",
+            Schedule.MINUTES,
+            minutes=settings.COOP_DISCONNECT_EVERY_MINUTES,
+        ),
+        Job(
+            INACTIVE_SWEEP,
+            "billing.tasks.inactive_sweep_task",
+            Schedule.DAILY,
+            at=settings.COOP_INACTIVE_SWEEP_AT,
+        ),
+        Job(ORDERS_RETRY, "billing.tasks.orders_retry_task", Schedule.MINUTES, minutes=1),
+        Job(MESSAGES_RETRY, "billing.tasks.messages_retry_task", Schedule.MINUTES, minutes=5),
+    ]
+
+
+def next_local_time(at: datetime.time, *, now: datetime.datetime) -> datetime.datetime:
+    """The first instant after `now` at which the co-op's clocks show `at` (aware, co-op zone)."""
+    zone = coop_zone()
+    local_now = now.astimezone(zone)
+    candidate = datetime.datetime.combine(local_now.date(), at, tzinfo=zone)
+    if candidate <= local_now:
+        candidate = datetime.datetime.combine(local_now.date() + datetime.timedelta(days=1), at, tzinfo=zone)
+    return candidate
+
+
+def _schedule_table_exists(using: str) -> bool:
+    return Schedule._meta.db_table in connections[using].introspection.table_names()
+
+
+def ensure_schedules(*, using: str = "default", now: datetime.datetime | None = None) -> dict[str, str]:
+    """Create or update the Schedule row of every job in `jobs()`. Returns {name: what happened},
+    one of "created", "updated", "unchanged"; an empty dict, doing nothing, when django-q2's
+    tables do not exist (a migration stopped before them).
+
+    Idempotent: a row whose fields already match is not written. A DAILY row is updated only when
+    its next run is not at the configured local time (the setting changed); it then runs next at
+    that time. Extra rows with one of our names (a copy made in the admin) are deleted, since
+    each would run the job again.
+    """
+    if not _schedule_table_exists(using):
+        return {}
+    now = now or timezone.now()
+    done = {}
+    with transaction.atomic(using=using):
+        for job in jobs():
+            done[job.name] = _ensure(job, using=using, now=now)
+    return done
+
+
+def _ensure(job: Job, *, using: str, now: datetime.datetime) -> str:
+    rows = list(Schedule.objects.using(using).select_for_update().filter(name=job.name).order_by("pk"))
+    wanted = {"func": job.func, "schedule_type": job.schedule_type, "minutes": job.minutes, "cron": None}
+    if not rows:
+        Schedule.objects.using(using).create(
+            name=job.name,
+            repeats=-1,
+            next_run=next_local_time(job.at, now=now) if job.at else now,
+            **wanted,
+        )
+        return "created"
+    row, extra = rows[0], rows[1:]
+    if extra:
+        Schedule.objects.using(using).filter(pk__in=[r.pk for r in extra]).delete()
+    changed = [field for field, value in wanted.items() if getattr(row, field) != value]
+    for field in changed:
+        setattr(row, field, wanted[field])
+    if job.at is not None and (row.next_run is None or _local_hhmm(row.next_run) != job.at):
+        row.next_run = next_local_time(job.at, now=now)
+        changed.append("next_run")
+    elif job.at is None and row.next_run is None:
+        row.next_run = now
+        changed.append("next_run")
+    if changed:
+        row.save(using=using, update_fields=changed)
+    return "updated" if changed or extra else "unchanged"
+
+
+def _local_hhmm(instant: datetime.datetime) -> datetime.time:
+    return timezone.localtime(instant, coop_zone()).time().replace(second=0, microsecond=0)

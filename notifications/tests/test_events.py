@@ -1,0 +1,176 @@
+"""The functions billing and meters call when something happened (notifications/events.py)."""
+
+import datetime
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts.models import Account
+from accounts.services import account_change_status
+from accounts.tests import factories
+from billing import services as billing
+from notifications import events
+from notifications.models import Message
+from notifications.tests.conftest import member_with, prepaid_account
+
+pytestmark = pytest.mark.django_db
+NOON = datetime.datetime(2026, 3, 3, 18, 0, tzinfo=datetime.UTC)
+
+
+@pytest.fixture(autouse=True)
+def at_noon():
+    with time_machine.travel(NOON, tick=False):
+        yield
+
+
+@pytest.fixture
+def manager():
+    user = get_user_model().objects.create_user("mgr", password="x")
+    user.groups.add(Group.objects.get(name="Billing manager"))
+    return user
+
+
+def sms_of(ids) -> Message:
+    return Message.objects.get(pk__in=ids, channel="sms")
+
+
+def test_a_payment_receipt_is_sent_once_per_payment(policy):
+    account = prepaid_account()
+    payment, _ = billing.payment_post(
+        account=account, amount=Decimal("50.00"), tender="card", reference="ch_1", received_at=NOON
+    )
+    ids = events.notify_payment_receipt(payment_id=payment.pk)
+    assert sms_of(ids).body == (
+        f"Demo Electric Cooperative: $50.00 received for acct {account.number}, receipt "
+        f"{payment.receipt_number}. Balance $50.00. Thank you!"
+    )
+    email = Message.objects.get(pk__in=ids, channel="email")
+    assert email.subject == f"Payment received: $50.00, receipt {payment.receipt_number}"
+    assert "We received your card payment of $50.00" in email.body
+    assert email.notice_day == datetime.date(2026, 3, 3)
+    assert events.notify_payment_receipt(payment_id=payment.pk) == []
+
+
+def test_a_returned_payment_says_why_and_is_required(policy):
+    account = prepaid_account(member_with(muted_notices=["payment_receipt"]))
+    payment, _ = billing.payment_post(
+        account=account, amount=Decimal("80.00"), tender="check", reference="1042", received_at=NOON
+    )
+    assert events.notify_payment_receipt(payment_id=payment.pk) == []  # turned off by the member
+    billing.payment_return(payment=payment, reason="nsf")
+    ids = events.notify_returned_payment(payment_id=payment.pk, fee=Decimal("25.00"))
+    assert "was returned (insufficient funds). Balance $0.00." in sms_of(ids).body
+    assert (
+        "A returned-payment fee of $25.00 applies." in Message.objects.get(pk__in=ids, channel="email").body
+    )
+
+
+def test_deposit_collected_and_refunded_are_each_announced(policy, manager):
+    account = prepaid_account()
+    txn = billing.deposit_collect(account=account, amount=Decimal("150.00"), tender="cash", reference="d1")
+    ids = events.notify_deposit_change(transaction_id=txn.pk)
+    assert "deposit collected on acct" in sms_of(ids).body and "held now $150.00" in sms_of(ids).body
+    refund = billing.deposit_refund(account=account, actor=manager)
+    again = events.notify_deposit_change(transaction_id=refund.pk)
+    assert "deposit refunded" in sms_of(again).body and "held now $0.00" in sms_of(again).body
+    payment, _ = billing.payment_post(account=account, amount=Decimal("5.00"), tender="cash", reference="x")
+    with pytest.raises(ValueError, match="not a member's deposit change"):
+        events.notify_deposit_change(transaction_id=payment.transaction_id)
+
+
+def test_a_plan_start_and_cancellation_are_announced_once_each(policy, manager):
+    account = prepaid_account()
+    billing.debt_transfer_to_arrears(
+        account=account, amount=Decimal("400.00"), actor=manager, reason="old bill"
+    )
+    plan = billing.plan_enroll(
+        account=account, actor=manager, share_percent=Decimal("35"), override_reason="hardship"
+    )
+    started = events.notify_plan_change(plan_id=plan.pk)
+    assert (
+        "payment plan on acct" in sms_of(started).body
+        and "started. Remaining $400.00." in sms_of(started).body
+    )
+    assert events.notify_plan_change(plan_id=plan.pk) == []
+    billing.plan_cancel(plan=plan, actor=manager, reason="member asked")
+    cancelled = events.notify_plan_change(plan_id=plan.pk)
+    assert "was cancelled." in sms_of(cancelled).body
+
+
+def test_each_disconnection_and_restoration_is_one_notice(policy):
+    account = prepaid_account()
+    account_change_status(
+        account=account, to_status=Account.Status.DISCONNECTED, actor=None, reason="credit out"
+    )
+    first = events.notify_disconnected(account_id=account.pk)
+    assert "Pay $10.00 to restore it." in sms_of(first).body  # the policy's restore level less $0.00
+    assert events.notify_disconnected(account_id=account.pk) == []
+    account_change_status(account=account, to_status=Account.Status.ACTIVE, actor=None, reason="paid")
+    assert len(events.notify_restored(account_id=account.pk)) == 2
+    assert events.notify_restored(account_id=account.pk) == []
+    account_change_status(account=account, to_status=Account.Status.DISCONNECTED, actor=None, reason="again")
+    second = events.notify_disconnected(account_id=account.pk, amount_to_restore=Decimal("35.00"))
+    assert "Pay $35.00 to restore it." in sms_of(second).body
+
+
+def test_a_pending_disconnect_gives_the_day_and_window_in_local_time(policy):
+    account = prepaid_account()
+    start = datetime.datetime(2026, 3, 10, 15, 0, tzinfo=datetime.UTC)  # 10:00 CDT
+    ids = events.notify_pending_disconnect(
+        account_id=account.pk, window_start=start, window_end=start + datetime.timedelta(hours=4)
+    )
+    assert "Power will be shut off Tue Mar 10 10am-2pm unless paid." in sms_of(ids).body
+    email = Message.objects.get(pk__in=ids, channel="email")
+    assert email.subject == "Your power will be shut off Tue Mar 10 unless you pay"
+    assert (
+        events.notify_pending_disconnect(
+            account_id=account.pk, window_start=start, window_end=start + datetime.timedelta(hours=4)
+        )
+        == []
+    )
+
+
+def test_a_postpaid_accounts_balance_reads_as_the_amount_due(policy):
+    member = member_with(channels="email")
+    account = factories.account(member=member, billing_mode=Account.BillingMode.POSTPAID)
+    billing.receivable_add(
+        account=account,
+        amount=Decimal("61.20"),
+        due_date=datetime.date(2026, 3, 28),
+        description="March bill",
+    )
+    payment, _ = billing.payment_post(account=account, amount=Decimal("20.00"), tender="cash", reference="p")
+    ids = events.notify_payment_receipt(payment_id=payment.pk)
+    assert "Your balance is now $41.20 due." in Message.objects.get(pk__in=ids).body
+
+
+def test_pending_disconnects_for_many_accounts_cost_the_same_queries(policy):
+    accounts = [prepaid_account(member_with(phone=f"+171553201{n:02d}")) for n in range(13)]
+    start = datetime.datetime(2026, 3, 10, 15, 0, tzinfo=datetime.UTC)
+    end = start + datetime.timedelta(hours=4)
+    counts = []
+    for group in (accounts[:1], accounts[1:]):
+        with CaptureQueriesContext(connection) as queries:
+            ids = events.notify_pending_disconnects(
+                account_ids=[a.pk for a in group], window_start=start, window_end=end
+            )
+        assert len(ids) == 2 * len(group)
+        counts.append(len(queries))
+    assert counts[0] == counts[1] <= 5
+    assert (
+        events.notify_pending_disconnects(account_ids=[accounts[0].pk], window_start=start, window_end=end)
+        == []
+    )
+
+
+def test_a_window_to_the_end_of_the_day_says_midnight(policy):
+    account = prepaid_account()
+    start = datetime.datetime(2026, 3, 10, 20, 15, tzinfo=datetime.UTC)  # 15:15 CDT
+    end = datetime.datetime(2026, 3, 11, 5, 0, tzinfo=datetime.UTC)  # midnight CDT
+    ids = events.notify_pending_disconnect(account_id=account.pk, window_start=start, window_end=end)
+    assert "shut off Tue Mar 10 3:15pm-midnight unless paid" in sms_of(ids).body
