@@ -35,9 +35,12 @@ from accounts.models import Account
 from billing.exceptions import BillingError, DailyRunError, LedgerError
 from billing.ledger import coop_ledger_account
 from billing.models import DailyRun, Deduction, LedgerAccount, Leg, Transaction
+from billing.prepaid import next_disconnect_window
 from billing.rates import MonthPrices, month_prices, month_to_date_sql, round_div_sql, tax_sql
+from billing.selectors import disconnect_candidates
 from coop.calendar import coop_zone, local_today
 from coop.models import Policy
+from notifications.events import notices_after_daily_run, notify_pending_disconnects
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +101,16 @@ def default_service_day() -> datetime.date:
     return local_today() - datetime.timedelta(days=1)
 
 
-def daily_run(*, day: datetime.date | None = None, chunk_size: int = DEFAULT_CHUNK) -> DailyRun:
+def daily_run(
+    *, day: datetime.date | None = None, chunk_size: int = DEFAULT_CHUNK, notify: bool = True
+) -> DailyRun:
     """Run (or finish) the prepaid run for one service day. Safe to run again: accounts already
     deducted for the day are skipped. Raises DailyRunError or RatesError before writing anything
-    when the day cannot be run."""
+    when the day cannot be run.
+
+    Afterwards (unless `notify` is off, as when the demo builds past days) the members who crossed
+    their low-balance level are warned, and the accounts at the disconnect level are told when
+    service will be cut (notifications.events; each notice is queued once per account and day)."""
     day = day or default_service_day()
     if day >= local_today():
         raise DailyRunError(f"The run for {day} can start once that day is over in the cooperative's zone.")
@@ -166,9 +175,23 @@ def daily_run(*, day: datetime.date | None = None, chunk_size: int = DEFAULT_CHU
         failures.append(f"stopped: {exc}")
         _finish(run, failures)
         raise
+    if notify:
+        try:
+            _notify(day)
+        except Exception as exc:  # the money is posted; say the notices failed, and retry them
+            logger.exception("daily run %s: notices failed", day)
+            failures.append(f"notices: {exc} (run the day again to queue them)")
     _finish(run, failures)
     run.refresh_from_db()
     return run
+
+
+def _notify(day: datetime.date) -> None:
+    notices_after_daily_run(service_day=day)
+    candidates = list(disconnect_candidates(on=local_today()).values_list("pk", flat=True))
+    if candidates:
+        start, end = next_disconnect_window(after=timezone.now())
+        notify_pending_disconnects(account_ids=candidates, window_start=start, window_end=end)
 
 
 def _finish(run: DailyRun, failures: list[str]) -> None:

@@ -23,6 +23,7 @@ from billing.models import (
 from billing.selectors import account_balances, active_plan, check_restricted_until
 from coop.models import FeeScheduleEntry, Policy
 from coop.money import split, to_cents
+from notifications import events as notices
 
 P = LedgerAccount.Purpose
 ZERO = Decimal("0.00")
@@ -256,6 +257,8 @@ def payment_post(
         plan.status = DebtPlan.Status.COMPLETED
         plan.ended_on = day
         plan.save(update_fields=["status", "ended_on"])
+        notices.notify_plan_change(plan_id=plan.pk)
+    notices.notify_payment_receipt(payment_id=payment.pk)
     # A disconnected prepaid member may now be restored: checked by a task after commit, never if
     # this payment rolls back (billing/prepaid.py).
     from billing.prepaid import reconnect_check_after_commit
@@ -380,11 +383,13 @@ def payment_return(
         payment=payment, reason=reason, note=note, returned_on=returned_on, transaction=reversal, actor=actor
     )
     policy = Policy.objects.in_force(returned_on)
+    fees = Decimal("0.00")
     for code, amount in (
         ("returned-payment", policy.returned_payment_fee),
         ("returned-payment-collection", policy.returned_payment_collection_fee),
     ):
         if amount:
+            fees += amount
             fee_charge(
                 account=account,
                 code=code,
@@ -402,6 +407,7 @@ def payment_return(
         if plan is not None and active_plan(account) is None and account_balances(account).arrears > 0:
             plan.status, plan.ended_on = DebtPlan.Status.ACTIVE, None
             plan.save(update_fields=["status", "ended_on"])
+    notices.notify_returned_payment(payment_id=payment.pk, fee=fees or None)
     return record
 
 
@@ -423,7 +429,7 @@ def plan_enroll(*, account, actor, share_percent=None, override_reason: str = ""
         )
     if not 0 < share <= 100:
         raise BillingError(f"A plan's share must be more than 0% and at most 100% (got {share}%).")
-    return DebtPlan.objects.create(
+    plan = DebtPlan.objects.create(
         account=account,
         share_percent=share,
         share_override_reason=override_reason.strip(),
@@ -431,6 +437,8 @@ def plan_enroll(*, account, actor, share_percent=None, override_reason: str = ""
         enrolled_on=on,
         enrolled_by=actor,
     )
+    notices.notify_plan_change(plan_id=plan.pk)
+    return plan
 
 
 @transaction.atomic
@@ -444,6 +452,7 @@ def plan_cancel(*, plan: DebtPlan, actor, reason: str) -> DebtPlan:
     plan.ended_on = timezone.localdate()
     plan.cancel_reason = reason.strip()
     plan.save(update_fields=["status", "ended_on", "cancel_reason"])
+    notices.notify_plan_change(plan_id=plan.pk)
     return plan
 
 
@@ -543,6 +552,7 @@ def deposit_collect(*, account, amount, tender: str, reference: str, actor=None,
         memo=f"Deposit, {tender.label} {reference.strip()}",
         account=account,
     )
+    notices.notify_deposit_change(transaction_id=txn.pk)
     return txn
 
 
@@ -582,6 +592,7 @@ def deposit_apply(*, account, actor, reason: str, amount=None, on=None) -> Trans
     )
     if _is_postpaid(account):
         _add_credit(account, kind=Credit.Kind.DEPOSIT, txn=txn, amount=to_due)
+    notices.notify_deposit_change(transaction_id=txn.pk)
     return txn
 
 
@@ -602,6 +613,7 @@ def deposit_refund(*, account, actor, amount=None, on=None) -> Transaction:
         memo="Deposit refunded",
         account=account,
     )
+    notices.notify_deposit_change(transaction_id=txn.pk)
     return txn
 
 

@@ -61,6 +61,8 @@ from coop.services import (
     weather_hold_create,
 )
 from meters.models import Meter, MeterInstallation
+from notifications.demo import seed_notifications_demo
+from notifications.events import muted as notices_muted
 
 ONE_DAY = datetime.timedelta(days=1)
 
@@ -305,6 +307,7 @@ class SeedResult:
     logins: list[LoginResult] = field(default_factory=list)
     money: MoneySummary | None = None
     daily: object = None  # coop.demo_daily.DailySummary
+    notifications: object = None  # notifications.demo.NotificationsDemoSummary
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -317,6 +320,8 @@ class SeedResult:
         )
         if self.money is not None:
             text += "\n" + self.money.summary()
+        if self.notifications is not None:
+            text += "\n" + self.notifications.summary()
         if self.daily is not None:
             text += "\n" + self.daily.summary()
         return text
@@ -393,16 +398,21 @@ def seed_demo(
         member_login = _link_member_login(builder.demo_member_pk)
         result.logins.append(member_login)
         if history_accounts > 0:
-            result.money = build_history(
-                seed=seed,
-                today=today,
-                zone=builder.zone,
-                is_business_day=builder.is_business_day,
-                clerk=users["clerk"],
-                manager=users["manager"],
-                limit=history_accounts,
-                progress=say,
-            )
+            # The history is the past: its payments, returns and plans notify nobody today.
+            with notices_muted():
+                result.money = build_history(
+                    seed=seed,
+                    today=today,
+                    zone=builder.zone,
+                    is_business_day=builder.is_business_day,
+                    clerk=users["clerk"],
+                    manager=users["manager"],
+                    limit=history_accounts,
+                    progress=say,
+                )
+        result.notifications = seed_notifications_demo(
+            seed=seed, today=today, history_accounts=history_accounts, progress=say
+        )
     if daily_days > 0:
         # After the commit: each day of the daily run is its own set of transactions, as in production.
         from coop.demo_daily import build_daily_history

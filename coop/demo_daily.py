@@ -139,7 +139,7 @@ def build_daily_history(*, today: datetime.date, seed: int, days: int = DAYS, pr
         _post_openings(openings, first_day)
     say(f"  {result.reads:,} reads for {result.accounts:,} prepaid accounts; running {days} days")
     for n in range(days):
-        run = daily_run(day=first_day + datetime.timedelta(days=n))
+        run = daily_run(day=first_day + datetime.timedelta(days=n), notify=False)
         result.days += 1
         result.estimated += run.estimated_reads
         result.deductions += run.deductions

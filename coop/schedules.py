@@ -58,7 +58,8 @@ def jobs() -> list[Job]:
             at=settings.COOP_INACTIVE_SWEEP_AT,
         ),
         Job(ORDERS_RETRY, "billing.tasks.orders_retry_task", Schedule.MINUTES, minutes=1),
-        Job(MESSAGES_RETRY, "billing.tasks.messages_retry_task", Schedule.MINUTES, minutes=5),
+        # Every minute: it also sends the texts held for quiet hours, so they go out at 08:00.
+        Job(MESSAGES_RETRY, "billing.tasks.messages_retry_task", Schedule.MINUTES, minutes=1),
     ]
 
 

@@ -200,6 +200,16 @@ if not 1 <= COOP_DISCONNECT_EVERY_MINUTES <= 60:
         "the disconnect window can be as short as an hour (10:00-11:00 under program E)."
     )
 
+# The head-end that opens and closes meters' service switches (meters/headend.py). Only the
+# simulated AMI head-end and manual field orders exist so far; these make the simulator fail for
+# testing and tune retries of orders it did not take.
+HEADEND_SIMULATOR_FAIL = env.str("HEADEND_SIMULATOR_FAIL", default="")
+HEADEND_SIMULATOR_FAIL_PERMANENT = env.str("HEADEND_SIMULATOR_FAIL_PERMANENT", default="")
+HEADEND_MAX_ATTEMPTS = env.int("HEADEND_MAX_ATTEMPTS", default=5)
+HEADEND_RETRY_BASE_SECONDS = env.int("HEADEND_RETRY_BASE_SECONDS", default=60)
+HEADEND_RETRY_MAX_SECONDS = env.int("HEADEND_RETRY_MAX_SECONDS", default=3600)
+HEADEND_SEND_SWEEP_SECONDS = env.int("HEADEND_SEND_SWEEP_SECONDS", default=60)
+
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@coop.example")

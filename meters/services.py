@@ -267,6 +267,7 @@ def order_confirm(*, order_id, actor=None) -> ServiceOrder:
     once: the crew's report is what matters.
     """
     from accounts.services import account_change_status
+    from notifications.events import notify_disconnected, notify_restored
 
     order = _lock_account_then_order(order_id)
     if order.status == S.CONFIRMED:
@@ -290,6 +291,8 @@ def order_confirm(*, order_id, actor=None) -> ServiceOrder:
             actor=actor,
             reason=f"Service order #{order.pk}: disconnect confirmed {how}",
         )
+        # The member hears of it once the cut is confirmed, with what it takes to restore.
+        notify_disconnected(account_id=account.pk)
     elif order.kind == K.RECONNECT and account.status == Account.Status.DISCONNECTED:
         account_change_status(
             account=account,
@@ -297,6 +300,7 @@ def order_confirm(*, order_id, actor=None) -> ServiceOrder:
             actor=actor,
             reason=f"Service order #{order.pk}: reconnect confirmed {how}",
         )
+        notify_restored(account_id=account.pk)
     return order
 
 

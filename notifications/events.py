@@ -7,6 +7,8 @@ change, the account and day) makes a second call insert nothing. Each returns th
 messages it queued (empty when the member turned the notice off or cannot be reached).
 """
 
+import contextlib
+import contextvars
 import datetime
 from dataclasses import dataclass
 from decimal import Decimal
@@ -35,6 +37,18 @@ from notifications.selectors import (
 from notifications.services import message_plan, messages_queue
 
 ZERO = Decimal("0.00")
+_MUTED = contextvars.ContextVar("notifications_muted", default=False)
+
+
+@contextlib.contextmanager
+def muted():
+    """Queue no notices inside this block: for building history (the demo's past payments and
+    days must not text anyone today)."""
+    token = _MUTED.set(True)
+    try:
+        yield
+    finally:
+        _MUTED.reset(token)
 
 
 def _account(account_id: int) -> Account:
@@ -42,6 +56,8 @@ def _account(account_id: int) -> Account:
 
 
 def _queue(*, account: Account, notice: str, key: str, context: dict, notice_day=None) -> list[int]:
+    if _MUTED.get():
+        return []
     member = account.member
     try:
         pref = member.notification_preference
@@ -200,11 +216,8 @@ def notify_disconnected(
 
 
 def _restore_amount(account: Account) -> Decimal:
-    try:
-        from billing.prepaid import restore_amount_needed
-    except ImportError:  # billing's restore rules not there: the policy's level less the balance
-        policy = Policy.objects.in_force(local_today())
-        return max(policy.restore_level - account_balances(account).prepaid_credit, ZERO)
+    from billing.prepaid import restore_amount_needed
+
     return restore_amount_needed(account)
 
 
@@ -252,6 +265,8 @@ def notify_pending_disconnects(
     """notify_pending_disconnect for many accounts with the same window (the day's disconnect
     candidates): one query per 5,000 accounts reads members, preferences, balances and days
     remaining; their messages are inserted in one statement."""
+    if _MUTED.get():
+        return []
     day = to_local(window_start).date()
     window = _window_context(window_start, window_end)
     common, templates, now = common_context(), TemplateSet(), timezone.now()
@@ -337,6 +352,8 @@ def notices_after_daily_run(*, service_day: datetime.date) -> DailyNotices:
     took below its member's level: one query finds them all, one statement inserts their
     messages (per 20,000), and sending is enqueued in batches after commit. Safe to run again
     for the same day: nothing new is queued. Call it when the run for the day has finished."""
+    if _MUTED.get():
+        return DailyNotices(crossings=0, reminders=0, queued=0)
     policy = Policy.objects.in_force(service_day)
     default = policy.low_balance_threshold_default
     templates = TemplateSet()
