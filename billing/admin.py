@@ -19,7 +19,7 @@ from django.utils.html import format_html
 from accounts.admin import ACCOUNT_PAGE_PANELS
 from billing.admin_views import MoneyViews, money_panel
 from billing.models import ChargedFee, DebtPlan, LedgerAccount, Leg, Payment, ReturnedPayment, Transaction
-from coop.admin_tools import BigTableAdmin
+from coop.admin_tools import BigTableAdmin, ExactSearchMixin, ViewOnlyMixin, account_link
 from coop.models import FeeScheduleEntry
 
 ACCOUNT_PAGE_PANELS.append(money_panel)
@@ -52,46 +52,9 @@ def restore_line(request, account) -> str:
 ACCOUNT_PAGE_PANELS.append(restore_line)
 
 
-class ViewOnlyAdmin(BigTableAdmin):
-    """Look, never touch: no add, change or delete whatever the user's permissions.
-
-    Searching matches whole values only (a receipt number, an account number, a code), each
-    through its own index, combined with UNION: `exact_search_filters` says which. A "contains"
-    search over millions of payments or legs would read the whole table.
-    """
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
-
-    def exact_search_filters(self, term: str) -> list[dict]:
-        return [{lookup: term} for lookup in self.search_fields]
-
-    def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        base = self.model._default_manager.order_by()
-        branches = [base.filter(**filters).values("pk") for filters in self.exact_search_filters(term)]
-        matches = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
-        return queryset.filter(pk__in=matches), False
-
-
-def _account_link(account):
-    if account is None:
-        return "—"
-    url = reverse("admin:accounts_account_change", args=[account.pk])
-    return format_html('<a href="{}">{}</a>', url, account.number)
+class ViewOnlyAdmin(ExactSearchMixin, ViewOnlyMixin, BigTableAdmin):
+    """Look, never touch; search whole values only (a receipt number, an account number, a code),
+    each through its own index (coop/admin_tools.py)."""
 
 
 def _actor(user):
@@ -166,7 +129,7 @@ class PaymentAdmin(ViewOnlyAdmin):
 
     @admin.display(description="account")
     def account_number(self, obj):
-        return _account_link(obj.account)
+        return account_link(obj.account)
 
     @admin.display(description="by")
     def actor_name(self, obj):
@@ -194,7 +157,7 @@ class ReturnedPaymentAdmin(ViewOnlyAdmin):
 
     @admin.display(description="account")
     def account_number(self, obj):
-        return _account_link(obj.payment.account)
+        return account_link(obj.payment.account)
 
     @admin.display(description="amount")
     def amount(self, obj):
@@ -257,7 +220,7 @@ class ChargedFeeAdmin(ViewOnlyAdmin):
 
     @admin.display(description="account")
     def account_number(self, obj):
-        return _account_link(obj.account)
+        return account_link(obj.account)
 
     @admin.display(description="waived", boolean=True)
     def waived(self, obj):
@@ -288,7 +251,7 @@ class DebtPlanAdmin(ViewOnlyAdmin):
 
     @admin.display(description="account")
     def account_number(self, obj):
-        return _account_link(obj.account)
+        return account_link(obj.account)
 
     @admin.display(description="enrolled by")
     def enrolled_by_name(self, obj):
@@ -344,7 +307,7 @@ class TransactionAdmin(ViewOnlyAdmin):
 
     @admin.display(description="account")
     def account_number(self, obj):
-        return _account_link(obj.account)
+        return account_link(obj.account)
 
     @admin.display(description="by")
     def actor_name(self, obj):
@@ -406,7 +369,7 @@ class LedgerAccountAdmin(ViewOnlyAdmin):
 
     @admin.display(description="account")
     def account_number(self, obj):
-        return _account_link(obj.account)
+        return account_link(obj.account)
 
     @admin.display(description="balance as read")
     def natural(self, obj):

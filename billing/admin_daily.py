@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.admin import ACCOUNT_PAGE_PANELS
-from billing.admin import ViewOnlyAdmin, _account_link
+from billing.admin import ViewOnlyAdmin
 from billing.models import (
     DailyRun,
     Deduction,
@@ -25,6 +25,7 @@ from billing.models import (
     parse_months,
 )
 from billing.rates import tariff_blocks_problem
+from coop.admin_tools import account_link
 
 # --- Rates -----------------------------------------------------------------------------------------
 
@@ -166,7 +167,7 @@ class DeductionAdmin(ViewOnlyAdmin):
 
     @admin.display(description="account")
     def account_link(self, obj):
-        return _account_link(obj.account)
+        return account_link(obj.account)
 
 
 @admin.register(DisconnectDecision)
@@ -180,7 +181,7 @@ class DisconnectDecisionAdmin(ViewOnlyAdmin):
 
     @admin.display(description="account")
     def account_link(self, obj):
-        return _account_link(obj.account)
+        return account_link(obj.account)
 
 
 # --- The account page ------------------------------------------------------------------------------

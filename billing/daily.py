@@ -38,7 +38,7 @@ from billing.models import DailyRun, Deduction, LedgerAccount, Leg, Transaction
 from billing.prepaid import next_disconnect_window
 from billing.rates import MonthPrices, month_prices, month_to_date_sql, round_div_sql, tax_sql
 from billing.selectors import disconnect_candidates
-from coop.calendar import coop_zone, local_today
+from coop.calendar import local_midnight, local_today
 from coop.models import Policy
 from notifications.events import notices_after_daily_run, notify_pending_disconnects
 
@@ -89,11 +89,6 @@ class _Context:
     run: DailyRun
     revenue_id: int
     tax_id: int
-
-
-def local_midnight(day: datetime.date) -> datetime.datetime:
-    """The instant a local day starts (the zone's rules give 23- and 25-hour days)."""
-    return datetime.datetime.combine(day, datetime.time(), tzinfo=coop_zone())
 
 
 def default_service_day() -> datetime.date:

@@ -36,6 +36,7 @@ from billing.exceptions import BillingError, DuplicatePayment, PaymentRefused
 from billing.models import Payment
 from billing.services import payment_post
 from coop.exceptions import CoopError, PolicyNotConfigured
+from coop.imports import RowProblem
 
 COLUMNS = ("account_number", "amount", "tender", "reference", "received_at")
 TENDERS = tuple(Payment.Tender.values)
@@ -52,18 +53,6 @@ _AMOUNT = re.compile(r"([+-]?)\$?(\d*)(?:\.(\d*))?")
 
 class PaymentFileError(BillingError):
     """The file as a whole cannot be imported (unreadable, wrong columns). Nothing was posted."""
-
-
-@dataclass(frozen=True)
-class RowProblem:
-    """A bad row: what is wrong with which field."""
-
-    line: int
-    field: str
-    reason: str
-
-    def __str__(self):
-        return f"line {self.line}: {self.field}: {self.reason}"
 
 
 @dataclass(frozen=True)

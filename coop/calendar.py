@@ -78,6 +78,12 @@ def local_now() -> datetime.datetime:
     return to_local(timezone.now())
 
 
+def local_midnight(day: datetime.date) -> datetime.datetime:
+    """The instant the cooperative's local `day` starts (the zone's rules give 23- and 25-hour
+    days)."""
+    return datetime.datetime.combine(day, datetime.time(), tzinfo=coop_zone())
+
+
 def local_today() -> datetime.date:
     """Today in the cooperative's zone: the day "yesterday's usage" and cycle dates count from."""
     return local_now().date()

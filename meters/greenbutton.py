@@ -33,6 +33,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from xml.parsers import expat
 
+from coop.imports import RowProblem
 from meters.exceptions import ReadsImportError
 
 UOM_WH = "72"
@@ -50,16 +51,8 @@ class GreenButtonError(ReadsImportError):
     """The Green Button file cannot be imported at all. Nothing was imported."""
 
 
-@dataclass(frozen=True)
-class Problem:
-    """A bad element: its line in the file, which element and field, and what is wrong."""
-
-    line: int
-    field: str
-    reason: str
-
-    def __str__(self):
-        return f"line {self.line}: {self.field}: {self.reason}"
+# A bad element: its line in the file, which element and field, and what is wrong.
+Problem = RowProblem
 
 
 @dataclass(frozen=True)

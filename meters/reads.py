@@ -58,6 +58,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from coop.calendar import coop_zone, local_today
+from coop.imports import RowProblem
 from meters import greenbutton
 from meters.exceptions import ReadsImportError, UnknownMeter
 from meters.models import Meter, MeterInstallation, MeterRead
@@ -85,16 +86,8 @@ _NUMBER = re.compile(r"([+-]?)(\d*)(?:\.(\d*))?")
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r\x00]")
 
 
-@dataclass(frozen=True)
-class ReadProblem:
-    """A bad row (or Green Button element), or a row reported but not imported."""
-
-    line: int
-    field: str
-    reason: str
-
-    def __str__(self):
-        return f"line {self.line}: {self.field}: {self.reason}"
+# A bad row (or Green Button element), or a row reported but not imported.
+ReadProblem = RowProblem
 
 
 @dataclass

@@ -21,8 +21,15 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.admin import ACCOUNT_PAGE_PANELS
-from coop.admin_tools import BigTableAdmin, HistoryAdmin, phone_search_value
-from coop.calendar import coop_zone, local_today
+from coop.admin_tools import (
+    BigTableAdmin,
+    ExactSearchMixin,
+    HistoryAdmin,
+    ViewOnlyMixin,
+    account_link,
+    phone_search_value,
+)
+from coop.calendar import local_midnight, local_today
 from notifications import services
 from notifications.exceptions import NotResendable, TemplateInvalid
 from notifications.models import Message, NoticeTemplate, NotificationPreference, WebhookEvent
@@ -37,50 +44,6 @@ IFRAME = (
 )
 PANEL_MESSAGES = 15  # on the account page; the rest are in the log, filtered to the account
 RESEND_LIMIT = 100  # messages one resend action may send again
-
-
-def _local_midnight(day: datetime.date) -> datetime.datetime:
-    return datetime.datetime.combine(day, datetime.time(0), tzinfo=coop_zone())
-
-
-def _account_link(account):
-    if account is None:
-        return "—"
-    url = reverse("admin:accounts_account_change", args=[account.pk])
-    return format_html('<a href="{}">{}</a>', url, account.number)
-
-
-class ExactSearchMixin:
-    """Search by whole values, each through its own index, combined with UNION: a phone number in
-    any format, an email address, an account number, a message id, a provider id."""
-
-    def exact_search_filters(self, term: str) -> list[dict]:
-        raise NotImplementedError
-
-    def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        base = self.model._default_manager.order_by()
-        branches = [base.filter(**f).values("pk") for f in self.exact_search_filters(term)]
-        matches = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
-        return queryset.filter(pk__in=matches), False
-
-
-class ViewOnly:
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
 
 # --- The message log -------------------------------------------------------------------------------
@@ -103,10 +66,10 @@ class AttentionFilter(admin.SimpleListFilter):
         today = local_today()
         if value == "failed_today":
             return queryset.filter(
-                status__in=Message.PROBLEM_STATUSES, status_changed_at__gte=_local_midnight(today)
+                status__in=Message.PROBLEM_STATUSES, status_changed_at__gte=local_midnight(today)
             )
         if value == "failed_week":
-            since = _local_midnight(today - datetime.timedelta(days=6))
+            since = local_midnight(today - datetime.timedelta(days=6))
             return queryset.filter(status__in=Message.PROBLEM_STATUSES, status_changed_at__gte=since)
         if value == "held":
             return queryset.filter(status=Message.Status.QUEUED, send_after__gt=timezone.now())
@@ -116,7 +79,7 @@ class AttentionFilter(admin.SimpleListFilter):
 
 
 @admin.register(Message)
-class MessageAdmin(ExactSearchMixin, ViewOnly, BigTableAdmin):
+class MessageAdmin(ExactSearchMixin, ViewOnlyMixin, BigTableAdmin):
     list_display = (
         "id",
         "created_at",
@@ -191,7 +154,7 @@ class MessageAdmin(ExactSearchMixin, ViewOnly, BigTableAdmin):
 
     @admin.display(description="account")
     def account_number(self, obj):
-        return _account_link(obj.account)
+        return account_link(obj.account)
 
     @admin.display(description="status")
     def status_label(self, obj):
@@ -247,7 +210,7 @@ class MessageAdmin(ExactSearchMixin, ViewOnly, BigTableAdmin):
         # Bounded like the list's own count: "more than 1,000" is enough to know it is bad.
         failed = (
             Message.objects.filter(
-                status__in=Message.PROBLEM_STATUSES, status_changed_at__gte=_local_midnight(local_today())
+                status__in=Message.PROBLEM_STATUSES, status_changed_at__gte=local_midnight(local_today())
             )
             .values("pk")[:1001]
             .count()
@@ -447,7 +410,7 @@ class NoticeTemplateAdmin(HistoryAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(ExactSearchMixin, ViewOnly, BigTableAdmin):
+class WebhookEventAdmin(ExactSearchMixin, ViewOnlyMixin, BigTableAdmin):
     list_display = ("received_at", "kind", "from_number", "short_body", "outcome", "message_link")
     list_select_related = ("message",)
     list_filter = ("kind", ("received_at", DateFieldListFilter))

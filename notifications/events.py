@@ -10,6 +10,8 @@ messages it queued (empty when the member turned the notice off or cannot be rea
 import contextlib
 import contextvars
 import datetime
+import functools
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -38,6 +40,25 @@ from notifications.services import message_plan, messages_queue
 
 ZERO = Decimal("0.00")
 _MUTED = contextvars.ContextVar("notifications_muted", default=False)
+logger = logging.getLogger(__name__)
+
+
+def _never_undoes_the_change(notify):
+    """A notice that cannot be queued (a template error, no policy in force...) is logged and
+    skipped in its own savepoint: the payment, return or disconnect it announces stands."""
+
+    @functools.wraps(notify)
+    def wrapper(*args, **kwargs):
+        try:
+            with transaction.atomic():
+                return notify(*args, **kwargs)
+        except Exception:
+            logger.exception(
+                "%s%s could not be queued; the change it announces stands", notify.__name__, kwargs
+            )
+            return []
+
+    return wrapper
 
 
 @contextlib.contextmanager
@@ -87,7 +108,7 @@ def _queue(*, account: Account, notice: str, key: str, context: dict, notice_day
     return messages_queue(planned)
 
 
-@transaction.atomic
+@_never_undoes_the_change
 def notify_payment_receipt(*, payment_id: int) -> list[int]:
     """A payment was posted (billing.services.payment_post, when it returns created=True)."""
     payment = Payment.objects.get(pk=payment_id)
@@ -104,7 +125,7 @@ def notify_payment_receipt(*, payment_id: int) -> list[int]:
     )
 
 
-@transaction.atomic
+@_never_undoes_the_change
 def notify_returned_payment(*, payment_id: int, fee: Decimal | None = None) -> list[int]:
     """A posted payment came back (billing.services.payment_return). `fee`: the returned-payment
     fee charged for it, if any, to mention in the email."""
@@ -132,7 +153,7 @@ DEPOSIT_CHANGES = {
 }
 
 
-@transaction.atomic
+@_never_undoes_the_change
 def notify_deposit_change(*, transaction_id: int) -> list[int]:
     """A deposit was collected, applied or refunded (billing.services.deposit_collect,
     deposit_apply, deposit_refund: pass the transaction they return)."""
@@ -164,7 +185,7 @@ PLAN_CHANGES = {
 }
 
 
-@transaction.atomic
+@_never_undoes_the_change
 def notify_plan_change(*, plan_id: int) -> list[int]:
     """A debt-management plan started, was completed or was cancelled (billing.services.
     plan_enroll, plan_cancel, and payment_post when a payment completes the plan). Once per plan
@@ -197,7 +218,7 @@ def _status_change_key(notice: str, account: Account, to_status: str, status_cha
     return f"{notice}:change-{change_id}"
 
 
-@transaction.atomic
+@_never_undoes_the_change
 def notify_disconnected(
     *, account_id: int, amount_to_restore: Decimal | None = None, status_change_id: int | None = None
 ) -> list[int]:
@@ -221,7 +242,7 @@ def _restore_amount(account: Account) -> Decimal:
     return restore_amount_needed(account)
 
 
-@transaction.atomic
+@_never_undoes_the_change
 def notify_restored(*, account_id: int, status_change_id: int | None = None) -> list[int]:
     """Service was restored (after the account moved from disconnected back to active)."""
     account = _account(account_id)
@@ -242,7 +263,7 @@ def _window_context(window_start: datetime.datetime, window_end: datetime.dateti
     }
 
 
-@transaction.atomic
+@_never_undoes_the_change
 def notify_pending_disconnect(
     *, account_id: int, window_start: datetime.datetime, window_end: datetime.datetime
 ) -> list[int]:
@@ -258,7 +279,7 @@ ACCOUNT_PREF = "member__notification_preference__"
 CHUNK = 5000
 
 
-@transaction.atomic
+@_never_undoes_the_change
 def notify_pending_disconnects(
     *, account_ids: list[int], window_start: datetime.datetime, window_end: datetime.datetime
 ) -> list[int]:

@@ -28,7 +28,7 @@ EXPECTED = {
     schedules.DISCONNECTS: ("billing.tasks.disconnect_window_task", Schedule.MINUTES, 15),
     schedules.INACTIVE_SWEEP: ("billing.tasks.inactive_sweep_task", Schedule.DAILY, None),
     schedules.ORDERS_RETRY: ("billing.tasks.orders_retry_task", Schedule.MINUTES, 1),
-    schedules.MESSAGES_RETRY: ("billing.tasks.messages_retry_task", Schedule.MINUTES, 5),
+    schedules.MESSAGES_RETRY: ("billing.tasks.messages_retry_task", Schedule.MINUTES, 1),
 }
 
 

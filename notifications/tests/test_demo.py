@@ -10,8 +10,8 @@ pytestmark = pytest.mark.django_db
 
 
 def test_the_demo_has_preferences_a_history_with_failures_and_opted_out_members():
-    seed_demo(members=120, history_accounts=40)
-    result = seed_notifications_demo(seed=2026, history_accounts=40)
+    # seed_demo seeds the notifications demo itself (notifications.demo.seed_notifications_demo).
+    result = seed_demo(members=120, history_accounts=40, daily_days=0).notifications
     assert NotificationPreference.objects.count() == result.preferences == 120
     assert NotificationPreference.objects.filter(sms_consent=True).count() == result.sms_consent > 0
     assert result.opted_out > 0
