@@ -56,11 +56,18 @@ AUDIT_MODELS = {
 }
 
 
+# Custom permissions clerks have too: sending a failed notice again is part of watching the
+# failed notices every day.
+CLERK_CUSTOM_PERMISSIONS = {"resend_message"}
+
+
 def _role_allows(role: str, app_label: str, model: str, codename: str) -> bool:
     action = codename.split("_", 1)[0]
     historical = model.startswith("historical")
     if action == "view":
         return True
+    if codename in CLERK_CUSTOM_PERMISSIONS:
+        return role in (CLERK, MANAGER)
     if action not in ("add", "change", "delete"):
         # Custom permissions (waive fees, post adjustments) are the managers' own.
         return role == MANAGER
