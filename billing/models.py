@@ -135,7 +135,10 @@ class Transaction(models.Model):
 
 class Leg(models.Model):
     transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, related_name="legs")
-    ledger_account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="legs")
+    # Served by the (ledger_account, transaction) index below.
+    ledger_account = models.ForeignKey(
+        LedgerAccount, on_delete=models.PROTECT, related_name="legs", db_index=False
+    )
     amount = MoneyField(help_text="Debit positive, credit negative.")
 
     class Meta:
@@ -600,12 +603,18 @@ class Deduction(models.Model):
         DAILY = "daily", "Daily charge"
         TRUE_UP = "true_up", "True-up of an estimate"
 
-    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="deductions")
+    # A million rows a day: no index on a column another index already leads with (account) or
+    # that nothing looks rows up by (run, meter).
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="deductions", db_index=False
+    )
     service_day = models.DateField()
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DAILY)
-    run = models.ForeignKey(DailyRun, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    run = models.ForeignKey(
+        DailyRun, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     meter = models.ForeignKey(
-        "meters.Meter", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "meters.Meter", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     read_quality = models.CharField(
         max_length=10, blank=True, help_text="actual, estimated, or blank: no meter."

@@ -130,7 +130,10 @@ def build_daily_history(*, today: datetime.date, seed: int, days: int = DAYS, pr
             if mode != Account.BillingMode.PREPAID:
                 continue
             # What 60 days will cost, roughly, and where the account should end up.
-            cost = Decimal(str(round(mean * days * 0.115 + days * 32.5 / 30.4, 2))) * Decimal("1.055")
+            # (weekends use 15% more; energy and rider about 11.4 cents a kWh; 5.5% tax)
+            cost = Decimal(str(round(mean * 1.043 * days * 0.1137 + days * 32.5 / 30.4, 2))) * Decimal(
+                "1.055"
+            )
             target = _target(rng, active, threshold, len(openings))
             openings.append((pk, target + cost - credit.get(pk, Decimal(0))))
         writer.write(MeterRead, columns, buffer)
@@ -160,7 +163,7 @@ def _target(rng: random.Random, active: bool, threshold: Decimal, index: int) ->
         return Decimal(rng.randrange(-4000, -500)) / 100
     bucket = index % 10
     if bucket in (3, 7):
-        low, high = max(threshold - 15, Decimal("1")), max(threshold - 1, Decimal("2"))
+        low, high = max(threshold - 12, Decimal("4")), max(threshold - 3, Decimal("6"))
     elif bucket == 5:
         low, high = Decimal("-8"), Decimal("0")
     else:
