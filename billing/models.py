@@ -610,11 +610,26 @@ class Deduction(models.Model):
     )
     service_day = models.DateField()
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DAILY)
+    # The run and the meter are a record of where the row came from, not money: without a
+    # database constraint the run skips two foreign-key checks per row (2,000,000 a day at a
+    # million meters). Neither table's rows are ever deleted.
     run = models.ForeignKey(
-        DailyRun, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+        DailyRun,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     meter = models.ForeignKey(
-        "meters.Meter", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+        "meters.Meter",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     read_quality = models.CharField(
         max_length=10, blank=True, help_text="actual, estimated, or blank: no meter."
