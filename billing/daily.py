@@ -24,9 +24,11 @@ so with `coop.ledger_bulk_checked` (billing/migrations/0008_ledger_bulk_check.py
 import datetime
 import logging
 import uuid
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -97,7 +99,11 @@ def default_service_day() -> datetime.date:
 
 
 def daily_run(
-    *, day: datetime.date | None = None, chunk_size: int = DEFAULT_CHUNK, notify: bool = True
+    *,
+    day: datetime.date | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    workers: int | None = None,
+    notify: bool = True,
 ) -> DailyRun:
     """Run (or finish) the prepaid run for one service day. Safe to run again: accounts already
     deducted for the day are skipped. Raises DailyRunError or RatesError before writing anything
@@ -105,8 +111,14 @@ def daily_run(
 
     Afterwards (unless `notify` is off, as when the demo builds past days) the members who crossed
     their low-balance level are warned, and the accounts at the disconnect level are told when
-    service will be cut (notifications.events; each notice is queued once per account and day)."""
+    service will be cut (notifications.events; each notice is queued once per account and day).
+
+    `workers` (default settings.COOP_DAILY_RUN_WORKERS) chunks run at a time on PostgreSQL, each
+    on its own database connection; their accounts never overlap. SQLite runs one at a time."""
     day = day or default_service_day()
+    workers = workers or settings.COOP_DAILY_RUN_WORKERS
+    if not _pg():
+        workers = 1
     if day >= local_today():
         raise DailyRunError(f"The run for {day} can start once that day is over in the cooperative's zone.")
     later = DailyRun.objects.filter(service_day__gt=day).order_by("service_day").first()
@@ -154,25 +166,18 @@ def daily_run(
             estimated_reads=F("estimated_reads") + estimated,
             true_ups=F("true_ups") + true_ups,
         )
-        for ids in _chunks(accounts, chunk_size):
-            try:
-                posted = _run_chunk(ctx, ids[0], ids[-1])
-            except (DatabaseError, BillingError) as exc:
-                logger.exception("daily run %s: accounts %s-%s failed", day, ids[0], ids[-1])
-                failures.append(f"accounts #{ids[0]}-#{ids[-1]}: {exc}")
-                posted = 0
-            DailyRun.objects.filter(pk=run.pk).update(
-                accounts_done=F("accounts_done") + len(ids),
-                deductions=F("deductions") + posted,
-                heartbeat_at=timezone.now(),
-            )
+        if workers == 1:
+            for ids in _chunks(accounts, chunk_size):
+                _chunk_and_progress(ctx, ids, failures)
+        else:
+            _chunks_in_parallel(ctx, _chunks(accounts, chunk_size), workers, failures)
     except Exception as exc:
         failures.append(f"stopped: {exc}")
         _finish(run, failures)
         raise
     if notify:
         try:
-            _notify(day)
+            daily_notices(day)
         except Exception as exc:  # the money is posted; say the notices failed, and retry them
             logger.exception("daily run %s: notices failed", day)
             failures.append(f"notices: {exc} (run the day again to queue them)")
@@ -181,7 +186,48 @@ def daily_run(
     return run
 
 
-def _notify(day: datetime.date) -> None:
+def _chunk_and_progress(ctx: _Context, ids: list[int], failures: list[str]) -> None:
+    """One chunk, then its progress on the DailyRun row. A failed chunk is rolled back whole and
+    reported; running the day again picks it up."""
+    try:
+        posted = _run_chunk(ctx, ids[0], ids[-1])
+    except (DatabaseError, BillingError) as exc:
+        logger.exception("daily run %s: accounts %s-%s failed", ctx.day, ids[0], ids[-1])
+        failures.append(f"accounts #{ids[0]}-#{ids[-1]}: {exc}")
+        posted = 0
+    DailyRun.objects.filter(pk=ctx.run.pk).update(
+        accounts_done=F("accounts_done") + len(ids),
+        deductions=F("deductions") + posted,
+        heartbeat_at=timezone.now(),
+    )
+
+
+def _chunks_in_parallel(ctx: _Context, chunks, workers: int, failures: list[str]) -> None:
+    """`workers` chunks at a time, each thread on its own connection (closed when its chunk is
+    done). At most two chunks per worker are waiting, so memory stays flat."""
+
+    def work(ids):
+        try:
+            _chunk_and_progress(ctx, ids, failures)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="daily-run") as pool:
+        pending = set()
+        for ids in chunks:
+            pending.add(pool.submit(work, ids))
+            if len(pending) >= 2 * workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()
+        for future in pending:
+            future.result()
+
+
+def daily_notices(day: datetime.date) -> None:
+    """The notification step after the run for `day`: low-balance crossings and reminders, and
+    the pending-disconnect notice (with the next window service can be cut in) for the accounts
+    at the disconnect level today."""
     notices_after_daily_run(service_day=day)
     candidates = list(disconnect_candidates(on=local_today()).values_list("pk", flat=True))
     if candidates:
@@ -465,11 +511,11 @@ def _insert_and_post(ctx: _Context, sql: str, params: dict, *, memo: str) -> int
 
 
 def _lock_ledger_accounts(ctx: _Context, lo: int, hi: int, *, only_estimated: bool = False) -> None:
-    """Lock the chunk's accounts, then their prepaid-credit ledger accounts with the revenue and
-    tax accounts, each in id order: the order the billing services lock in (the account row, then
-    billing.ledger.ledger_post's ledger accounts), so a payment posting at the same time waits
-    instead of deadlocking. The account rows are locked FOR NO KEY UPDATE, which the run's own
-    foreign-key checks (KEY SHARE) do not conflict with."""
+    """Lock the chunk's accounts, then their prepaid-credit ledger accounts, each in id order: the
+    order the billing services lock in (the account row, then billing.ledger.ledger_post's ledger
+    accounts), so a payment posting at the same time waits instead of deadlocking; the revenue and
+    tax accounts are locked last, by _post. The account rows are locked FOR NO KEY UPDATE, which
+    the run's own foreign-key checks (KEY SHARE) do not conflict with."""
     if not _pg():
         _ensure_prepaid_ledger_accounts(lo, hi)
         return  # SQLite serialises writers itself.
@@ -505,11 +551,10 @@ def _lock_ledger_accounts(ctx: _Context, lo: int, hi: int, *, only_estimated: bo
         cursor.execute(
             f"""
             SELECT id FROM billing_ledgeraccount
-            WHERE (purpose = 'prepaid_credit' AND account_id BETWEEN %(lo)s AND %(hi)s{estimated})
-               OR id IN (%(revenue)s, %(tax)s)
+            WHERE purpose = 'prepaid_credit' AND account_id BETWEEN %(lo)s AND %(hi)s{estimated}
             ORDER BY id FOR UPDATE
             """,
-            {"lo": lo, "hi": hi, "revenue": ctx.revenue_id, "tax": ctx.tax_id},
+            {"lo": lo, "hi": hi},
         )
 
 
@@ -549,9 +594,17 @@ def _post(ctx: _Context, txn: Transaction) -> int:
             """,
             params,
         )
-    # The cooperative's side: one leg each, computed in Decimal from whole cents.
+    # The cooperative's side: one leg each, computed in Decimal from whole cents. Their rows are
+    # locked last and held only until this chunk commits, so chunks running side by side wait
+    # for each other only here (always in id order: no deadlock).
     coop_legs = [(ctx.revenue_id, -int(pretax_cents or 0)), (ctx.tax_id, -int(tax_cents or 0))]
     coop_legs = [(pk, cents) for pk, cents in coop_legs if cents]
+    if _pg() and coop_legs:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM billing_ledgeraccount WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                [[pk for pk, _ in coop_legs]],
+            )
     Leg.objects.bulk_create(
         [Leg(transaction=txn, ledger_account_id=pk, amount=_dollars(cents)) for pk, cents in coop_legs]
     )

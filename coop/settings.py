@@ -200,6 +200,12 @@ if not 1 <= COOP_DISCONNECT_EVERY_MINUTES <= 60:
         "the disconnect window can be as short as an hour (10:00-11:00 under program E)."
     )
 
+# Chunks of the daily prepaid run processed at a time on PostgreSQL, each on its own database
+# connection (billing/daily.py): about one per CPU core the database server can spare.
+COOP_DAILY_RUN_WORKERS = env.int("COOP_DAILY_RUN_WORKERS", default=1)
+if not 1 <= COOP_DAILY_RUN_WORKERS <= 32:
+    raise ImproperlyConfigured(f"COOP_DAILY_RUN_WORKERS={COOP_DAILY_RUN_WORKERS} must be between 1 and 32.")
+
 # The head-end that opens and closes meters' service switches (meters/headend.py). Only the
 # simulated AMI head-end and manual field orders exist so far; these make the simulator fail for
 # testing and tune retries of orders it did not take.

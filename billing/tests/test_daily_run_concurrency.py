@@ -19,6 +19,7 @@ D = Decimal
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_payments_posted_while_the_run_deducts_the_same_accounts_are_neither_lost_nor_deadlocked():
+    """Two chunks at a time and four clerks posting payments to the same accounts."""
     Policy.objects.create(effective_from=datetime.date(2020, 1, 1), name="test")
     bf.tariff(tax_percent=D("5"))
     accounts = [bf.prepaid_account() for _ in range(40)]
@@ -30,7 +31,7 @@ def test_payments_posted_while_the_run_deducts_the_same_accounts_are_neither_los
     def run():
         try:
             barrier.wait()
-            daily_run(day=day, chunk_size=7)
+            daily_run(day=day, chunk_size=7, workers=2)  # two chunks at a time, as well
         except Exception as exc:  # noqa: BLE001 - asserted below
             errors.append(exc)
         finally:

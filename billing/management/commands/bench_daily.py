@@ -16,13 +16,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--accounts", type=int, required=True)
+        parser.add_argument(
+            "--workers", type=int, default=2, help="Chunks of the daily run at a time (default 2: two cores)."
+        )
         parser.add_argument("--no-record", action="store_true", help="Do not write docs/benchmarks.md.")
 
-    def handle(self, *args, accounts, no_record=False, **options):
-        if accounts < 1:
-            raise CommandError("--accounts must be at least 1.")
+    def handle(self, *args, accounts, workers=2, no_record=False, **options):
+        if accounts < 1 or workers < 1:
+            raise CommandError("--accounts and --workers must be at least 1.")
         try:
-            result = bench_daily(accounts=accounts, say=self.stdout.write)
+            result = bench_daily(accounts=accounts, workers=workers, say=self.stdout.write)
         except CoopError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"peak memory {result.peak_mb:.0f} MB; {result.candidates:,} disconnect candidates")

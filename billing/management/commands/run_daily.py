@@ -17,16 +17,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--date", help="The service day, YYYY-MM-DD (default: yesterday).")
         parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, help="Accounts per transaction.")
+        parser.add_argument(
+            "--workers", type=int, help="Chunks at a time on PostgreSQL (default COOP_DAILY_RUN_WORKERS)."
+        )
 
-    def handle(self, *args, date=None, chunk_size=DEFAULT_CHUNK, **options):
+    def handle(self, *args, date=None, chunk_size=DEFAULT_CHUNK, workers=None, **options):
         try:
             day = datetime.date.fromisoformat(date) if date else default_service_day()
         except ValueError:
             raise CommandError(f"--date: '{date}' is not a date (YYYY-MM-DD).") from None
-        if chunk_size < 1:
-            raise CommandError("--chunk-size must be at least 1.")
+        if chunk_size < 1 or (workers is not None and workers < 1):
+            raise CommandError("--chunk-size and --workers must be at least 1.")
         try:
-            run = daily_run(day=day, chunk_size=chunk_size)
+            run = daily_run(day=day, chunk_size=chunk_size, workers=workers)
         except BillingError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
