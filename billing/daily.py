@@ -35,13 +35,14 @@ from django.utils import timezone
 
 from accounts.models import Account
 from billing.exceptions import BillingError, DailyRunError, LedgerError
-from billing.ledger import coop_ledger_account
+from billing.ledger import coop_ledger_account, ledger_apply_legs, sql_cents, sql_decimal, sql_round_int
 from billing.models import DailyRun, Deduction, LedgerAccount, Leg, Transaction
 from billing.prepaid import next_disconnect_window
 from billing.rates import MonthPrices, month_prices, month_to_date_sql, round_div_sql, tax_sql
 from billing.selectors import disconnect_candidates
 from coop.calendar import local_midnight, local_today
 from coop.models import Policy
+from meters.reads import reads_estimate_missing
 from notifications.events import notices_after_daily_run, notify_pending_disconnects
 
 logger = logging.getLogger(__name__)
@@ -58,26 +59,12 @@ def _pg() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _int(expr: str) -> str:
-    return f"CAST(ROUND({expr}) AS {'BIGINT' if _pg() else 'INTEGER'})"
-
-
 def _fence() -> str:
     """Ends a subquery PostgreSQL must not fold into the one around it. Each layer of the pricing
     SQL refers to the layer below's columns several times; folded, those references become copies
     of the whole expressions below, nested layer upon layer (milliseconds a row instead of
     microseconds). SQLite evaluates them well as they are."""
     return " OFFSET 0" if _pg() else ""
-
-
-def _cents(column: str) -> str:
-    """A decimal money column as whole cents (SQLite stores decimals as floating point)."""
-    return _int(f"{column} * 100")
-
-
-def _decimal(integer_expr: str, scale: int) -> str:
-    """Whole units of 1/scale as a decimal (cents -> dollars with scale 100)."""
-    return f"CAST({integer_expr} AS NUMERIC) / {scale}" if _pg() else f"({integer_expr}) / {scale}.0"
 
 
 # --- The run ----------------------------------------------------------------------------------------
@@ -144,8 +131,6 @@ def daily_run(
     run.refresh_from_db()
     failures: list[str] = []
     try:
-        from meters.reads import reads_estimate_missing
-
         estimated = reads_estimate_missing(day=day)
         if _pg():
             # The day's reads arrived since the tables were last analysed: plan with their numbers.
@@ -253,10 +238,7 @@ def _balance_counts(day: datetime.date) -> tuple[int, int]:
     policy = Policy.objects.in_force(day)
     today = Deduction.objects.filter(service_day=day, kind=Deduction.Kind.DAILY)
     low = today.filter(balance_after__lt=policy.low_balance_threshold_default).count()
-    if policy.disconnect_rule == Policy.DisconnectRule.BELOW:
-        at_level = today.filter(balance_after__lt=policy.disconnect_level).count()
-    else:
-        at_level = today.filter(balance_after__lte=policy.disconnect_level).count()
+    at_level = today.filter(**policy.disconnect_level_lookup("balance_after")).count()
     return low, at_level
 
 
@@ -272,7 +254,7 @@ def _chunks(accounts, size: int):
         last = chunk[-1]
 
 
-def _ensure_prepaid_ledger_accounts(lo: int, hi: int) -> None:
+def prepaid_ledger_accounts_ensure(*, lo: int = 0, hi: int = 2**62) -> None:
     """Every prepaid account in service with an id from lo to hi gets its prepaid-credit ledger
     account (one statement, made while the chunk holds its accounts' row locks, so a payment
     creating one at the same moment waits rather than deadlocks)."""
@@ -350,12 +332,12 @@ def _insert_sql(prices: MonthPrices, source_sql: str, *, kind: str) -> str:
     return f"""
         INSERT INTO billing_deduction ({_COLUMNS})
         SELECT q.account_id, %(day)s, '{kind}', %(run)s, q.meter_id, q.quality, q.settles_id,
-               {_decimal("q.wh", 1000)},
-               {_decimal(day_parts["e"], 100)}, {_decimal(day_parts["c"], 100)},
-               {_decimal(day_parts["r"], 100)}, {_decimal(day_parts["t"], 100)},
-               {_decimal(total, 100)},
+               {sql_decimal("q.wh", 1000)},
+               {sql_decimal(day_parts["e"], 100)}, {sql_decimal(day_parts["c"], 100)},
+               {sql_decimal(day_parts["r"], 100)}, {sql_decimal(day_parts["t"], 100)},
+               {sql_decimal(total, 100)},
                q.mtd_wh, q.mtd_days, q.e_cum, q.c_cum, q.r_cum, q.t_cum,
-               {_decimal(balance_after, 100)}, {avg}, {days_remaining},
+               {sql_decimal(balance_after, 100)}, {avg}, {days_remaining},
                CASE WHEN {total} <> 0 THEN CAST(%(txn)s AS BIGINT) END, %(now)s
         FROM (
             SELECT c.*, {tax_sql(prices, "c.e_cum + c.c_cum + c.r_cum")} AS t_cum
@@ -393,9 +375,9 @@ def _daily_source_sql() -> str:
     return f"""
         SELECT a.id AS account_id, a.meter_id, COALESCE(r.quality, '') AS quality,
                CAST(NULL AS BIGINT) AS settles_id,
-               COALESCE({_int("r.kwh * 1000")}, 0) AS wh,
+               COALESCE({sql_round_int("r.kwh * 1000")}, 0) AS wh,
                {_CHARGE_DAY} AS charge_day,
-               {_cents("la.balance")} AS debit_cents,
+               {sql_cents("la.balance")} AS debit_cents,
                {_previous_columns()}
         FROM (
             SELECT a0.id, a0.status, a0.status_changed_at, {meter} AS meter_id,
@@ -418,9 +400,9 @@ def _true_up_source_sql() -> str:
     position (a later pass takes the next one, so each row builds on the one before)."""
     return f"""
         SELECT d.account_id, d.meter_id, 'actual' AS quality, d.id AS settles_id,
-               {_int("r.kwh * 1000")} - {_int("d.kwh * 1000")} AS wh,
+               {sql_round_int("r.kwh * 1000")} - {sql_round_int("d.kwh * 1000")} AS wh,
                0 AS charge_day,
-               {_cents("la.balance")} AS debit_cents,
+               {sql_cents("la.balance")} AS debit_cents,
                {_previous_columns()}
         FROM (
             SELECT MIN(d0.id) AS id FROM billing_deduction d0
@@ -517,16 +499,10 @@ def _lock_ledger_accounts(ctx: _Context, lo: int, hi: int, *, only_estimated: bo
     tax accounts are locked last, by _post. The account rows are locked FOR NO KEY UPDATE, which
     the run's own foreign-key checks (KEY SHARE) do not conflict with."""
     if not _pg():
-        _ensure_prepaid_ledger_accounts(lo, hi)
+        prepaid_ledger_accounts_ensure(lo=lo, hi=hi)
         return  # SQLite serialises writers itself.
     # True-ups lock only the accounts with an estimated day still open, not every account.
-    estimated = (
-        " AND account_id IN (SELECT d.account_id FROM billing_deduction d WHERE d.read_quality = 'estimated'"
-        " AND NOT EXISTS (SELECT 1 FROM billing_deduction s WHERE s.settles_id = d.id))"
-        if only_estimated
-        else ""
-    )
-    accounts = (
+    open_estimates = (
         "(SELECT d.account_id FROM billing_deduction d WHERE d.read_quality = 'estimated'"
         " AND NOT EXISTS (SELECT 1 FROM billing_deduction s WHERE s.settles_id = d.id))"
     )
@@ -535,13 +511,14 @@ def _lock_ledger_accounts(ctx: _Context, lo: int, hi: int, *, only_estimated: bo
             f"""
             SELECT id FROM accounts_account
             WHERE id BETWEEN %(lo)s AND %(hi)s AND billing_mode = 'prepaid'
-              AND status IN ('active', 'disconnected'){f" AND id IN {accounts}" if only_estimated else ""}
+              AND status IN ('active', 'disconnected')
+              {f" AND id IN {open_estimates}" if only_estimated else ""}
             ORDER BY id FOR NO KEY UPDATE
             """,
             {"lo": lo, "hi": hi},
         )
         if not only_estimated:
-            _ensure_prepaid_ledger_accounts(lo, hi)
+            prepaid_ledger_accounts_ensure(lo=lo, hi=hi)
         cursor.execute("SET LOCAL coop.ledger_bulk_checked = 'on'")
         # Compiling these long expressions costs more than evaluating them.
         cursor.execute("SET LOCAL jit = off")
@@ -551,7 +528,8 @@ def _lock_ledger_accounts(ctx: _Context, lo: int, hi: int, *, only_estimated: bo
         cursor.execute(
             f"""
             SELECT id FROM billing_ledgeraccount
-            WHERE purpose = 'prepaid_credit' AND account_id BETWEEN %(lo)s AND %(hi)s{estimated}
+            WHERE purpose = 'prepaid_credit' AND account_id BETWEEN %(lo)s AND %(hi)s
+              {f" AND account_id IN {open_estimates}" if only_estimated else ""}
             ORDER BY id FOR UPDATE
             """,
             {"lo": lo, "hi": hi},
@@ -563,10 +541,11 @@ def _post(ctx: _Context, txn: Transaction) -> int:
     energy revenue and sales tax, and the stored balances moved. Returns the number posted."""
     linked = "d.transaction_id = %(txn)s"
     params = {"txn": txn.pk}
-    pretax = f"{_cents('d.energy')} + {_cents('d.customer_charge')} + {_cents('d.riders')}"
+    pretax = f"{sql_cents('d.energy')} + {sql_cents('d.customer_charge')} + {sql_cents('d.riders')}"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT COUNT(*), SUM({pretax}), SUM({_cents('d.tax')}) FROM billing_deduction d WHERE {linked}",
+            f"SELECT COUNT(*), SUM({pretax}), SUM({sql_cents('d.tax')}) "
+            f"FROM billing_deduction d WHERE {linked}",
             params,
         )
         count, pretax_cents, tax_cents = cursor.fetchone()
@@ -579,18 +558,6 @@ def _post(ctx: _Context, txn: Transaction) -> int:
             FROM billing_deduction d
             JOIN billing_ledgeraccount la ON la.account_id = d.account_id AND la.purpose = 'prepaid_credit'
             WHERE {linked}
-            """,
-            params,
-        )
-        # Each member's stored balance moves by its own deduction (whole cents: see _cents).
-        cursor.execute(
-            f"""
-            UPDATE billing_ledgeraccount
-            SET balance = {_decimal(f"{_cents('billing_ledgeraccount.balance')} + s.cents", 100)}
-            FROM (SELECT d.account_id, {_cents("d.total")} AS cents
-                  FROM billing_deduction d WHERE {linked}) s
-            WHERE billing_ledgeraccount.account_id = s.account_id
-              AND billing_ledgeraccount.purpose = 'prepaid_credit'
             """,
             params,
         )
@@ -608,11 +575,7 @@ def _post(ctx: _Context, txn: Transaction) -> int:
     Leg.objects.bulk_create(
         [Leg(transaction=txn, ledger_account_id=pk, amount=_dollars(cents)) for pk, cents in coop_legs]
     )
-    stored = dict(
-        LedgerAccount.objects.filter(pk__in=[pk for pk, _ in coop_legs]).values_list("pk", "balance")
-    )
-    for pk, cents in coop_legs:
-        LedgerAccount.objects.filter(pk=pk).update(balance=stored[pk] + _dollars(cents))
+    ledger_apply_legs(transaction_id=txn.pk)
     _assert_balanced(txn)
     return count
 
@@ -625,7 +588,7 @@ def _assert_balanced(txn: Transaction) -> None:
     """The check the database's per-transaction trigger would have made (see the module doc)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT COUNT(*), COALESCE(SUM({_cents('amount')}), 0) FROM billing_leg "
+            f"SELECT COUNT(*), COALESCE(SUM({sql_cents('amount')}), 0) FROM billing_leg "
             "WHERE transaction_id = %s",
             [txn.pk],
         )

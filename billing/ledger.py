@@ -10,7 +10,7 @@ import datetime
 from collections import defaultdict
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from billing.exceptions import LedgerError
 from billing.models import LedgerAccount, Leg, Transaction
@@ -146,3 +146,43 @@ def ledger_reverse(
         reverses=original,
     )
     return txn
+
+
+# --- Bulk writers (the daily run, the demo) -------------------------------------------------------
+# Rows written by SQL rather than through ledger_post. Money in SQL is computed in whole cents:
+# SQLite stores decimals as floating point.
+
+
+def sql_round_int(expr: str) -> str:
+    """`expr` rounded to a whole number, as an integer, in SQL for the current database."""
+    integer = "BIGINT" if connection.vendor == "postgresql" else "INTEGER"
+    return f"CAST(ROUND({expr}) AS {integer})"
+
+
+def sql_cents(column: str) -> str:
+    """A decimal money column as whole cents, in SQL for the current database."""
+    return sql_round_int(f"{column} * 100")
+
+
+def sql_decimal(integer_expr: str, scale: int) -> str:
+    """Whole units of 1/scale as a decimal, in SQL (cents -> dollars with scale 100)."""
+    if connection.vendor == "postgresql":
+        return f"CAST({integer_expr} AS NUMERIC) / {scale}"
+    return f"({integer_expr}) / {scale}.0"
+
+
+def ledger_apply_legs(*, transaction_id: int) -> None:
+    """Move the stored balance of every ledger account a bulk-written transaction touches by the
+    sum of its legs there, in one statement. The caller holds those accounts' row locks, taken in
+    id order, in the same database transaction as the legs."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE billing_ledgeraccount
+            SET balance = {sql_decimal(f"{sql_cents('billing_ledgeraccount.balance')} + s.cents", 100)}
+            FROM (SELECT ledger_account_id, SUM({sql_cents("amount")}) AS cents
+                  FROM billing_leg WHERE transaction_id = %s GROUP BY ledger_account_id) s
+            WHERE billing_ledgeraccount.id = s.ledger_account_id
+            """,
+            [transaction_id],
+        )

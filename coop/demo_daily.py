@@ -19,8 +19,8 @@ from django.db.models import OuterRef, Subquery, Sum
 from django.utils import timezone
 
 from accounts.models import Account
-from billing.daily import daily_run
-from billing.ledger import coop_ledger_account
+from billing.daily import daily_run, prepaid_ledger_accounts_ensure
+from billing.ledger import coop_ledger_account, ledger_apply_legs
 from billing.models import LedgerAccount, Leg, Rider, Tariff, TariffBlock, TaxRate, Transaction
 from coop.demo import _RowWriter
 from coop.models import Policy
@@ -174,17 +174,12 @@ def _target(rng: random.Random, active: bool, threshold: Decimal, index: int) ->
 def _post_openings(openings, day: datetime.date) -> None:
     """One balanced adjustment moving each account's prepaid credit by its amount (positive: more
     credit)."""
+    prepaid_ledger_accounts_ensure()
     ledger = dict(
-        LedgerAccount.objects.filter(
-            purpose=P.PREPAID_CREDIT, account_id__in=[pk for pk, _ in openings]
-        ).values_list("account_id", "pk")
+        LedgerAccount.objects.filter(purpose=P.PREPAID_CREDIT, account__isnull=False).values_list(
+            "account_id", "pk"
+        )
     )
-    missing = [pk for pk, _ in openings if pk not in ledger]
-    if missing:
-        from billing.ledger import member_ledger_account
-
-        for account in Account.objects.filter(pk__in=missing):
-            ledger[account.pk] = member_ledger_account(account, P.PREPAID_CREDIT).pk
     amounts = [(ledger[pk], -amount.quantize(Decimal("0.01"))) for pk, amount in openings if amount]
     if not amounts:
         return
@@ -201,8 +196,4 @@ def _post_openings(openings, day: datetime.date) -> None:
         + [Leg(transaction=txn, ledger_account=adjustments, amount=-total)],
         batch_size=2000,
     )
-    stored = dict(LedgerAccount.objects.filter(pk__in=[la for la, _ in amounts]).values_list("pk", "balance"))
-    for la, a in amounts:
-        LedgerAccount.objects.filter(pk=la).update(balance=stored[la] + a)
-    adjustments.refresh_from_db()
-    LedgerAccount.objects.filter(pk=adjustments.pk).update(balance=adjustments.balance - total)
+    ledger_apply_legs(transaction_id=txn.pk)

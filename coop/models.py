@@ -332,6 +332,11 @@ class Policy(models.Model):
     def has_disconnect_window(self) -> bool:
         return self.disconnect_window_start is not None
 
+    def disconnect_level_lookup(self, field: str) -> dict:
+        """`is_disconnect_level` as an ORM filter on the balance field `field`."""
+        operator = "lt" if self.disconnect_rule == self.DisconnectRule.BELOW else "lte"
+        return {f"{field}__{operator}": self.disconnect_level}
+
     def is_disconnect_level(self, balance: Decimal) -> bool:
         """Whether a prepaid balance is at the point where service is cut under this policy."""
         if self.disconnect_rule == self.DisconnectRule.BELOW:

@@ -20,8 +20,9 @@ from notifications.rendering import usd
 
 ONE_DAY = datetime.timedelta(days=1)
 PREF = "account__member__notification_preference__"
-PREF_FIELDS = (
-    "id",
+# What a clerk or member may change (notifications.services.preference_update), and what the
+# bulk notices read of each preference: those plus its id and the number a problem was seen on.
+EDITABLE_PREFERENCES = (
     "channels",
     "muted_notices",
     "low_balance_unit",
@@ -32,8 +33,8 @@ PREF_FIELDS = (
     "quiet_hours_end",
     "sms_consent",
     "phone_problem",
-    "phone_problem_number",
 )
+PREF_FIELDS = ("id", *EDITABLE_PREFERENCES, "phone_problem_number")
 
 
 def e164(phone) -> str:

@@ -46,7 +46,7 @@ from notifications.exceptions import (
 from notifications.models import Message, NoticeTemplate, NotificationPreference, WebhookEvent
 from notifications.notices import Channel, Notice
 from notifications.rendering import TemplateSet, common_context, template_check, usd
-from notifications.selectors import Prefs, channels_for, e164, quiet_until
+from notifications.selectors import EDITABLE_PREFERENCES, Prefs, channels_for, e164, quiet_until
 
 logger = logging.getLogger(__name__)
 
@@ -60,19 +60,6 @@ STALE_SENDING = datetime.timedelta(seconds=settings.Q_CLUSTER["timeout"]) + date
 # restart): the sweep hands it out again. The claim makes a duplicate harmless.
 REENQUEUE_AFTER = datetime.timedelta(seconds=settings.Q_CLUSTER["retry"]) + datetime.timedelta(minutes=5)
 SWEEP_LIMIT = 20_000
-
-EDITABLE_PREFERENCES = (
-    "channels",
-    "muted_notices",
-    "low_balance_unit",
-    "low_balance_dollars",
-    "low_balance_days",
-    "low_balance_reminder_days",
-    "quiet_hours_start",
-    "quiet_hours_end",
-    "sms_consent",
-    "phone_problem",
-)
 
 
 # --- Preferences -----------------------------------------------------------------------------------
