@@ -366,30 +366,39 @@ _CHARGE_DAY = """
 
 
 def _daily_source_sql() -> str:
+    """The chunk's accounts not yet deducted for the day, with their meter, the day's read, their
+    stored balance and the previous row of their month-to-date chain. Each lookup is a scalar
+    subquery by key, so a chunk reads its own accounts' rows only: as joins, PostgreSQL would hash
+    all of the day's reads and every prepaid balance for each chunk, work that grows with the size
+    of the cooperative rather than the chunk."""
     meter = """
         (SELECT mi.meter_id FROM meters_meterinstallation mi
          WHERE mi.location_id = a0.location_id AND mi.installed_on <= %(day)s
            AND (mi.removed_on IS NULL OR mi.removed_on >= %(day)s)
          ORDER BY mi.installed_on DESC, mi.id DESC LIMIT 1)
     """
+    read = "(SELECT r.{column} FROM meters_meterread r WHERE r.meter_id = a1.meter_id AND r.day = %(day)s)"
     return f"""
-        SELECT a.id AS account_id, a.meter_id, COALESCE(r.quality, '') AS quality,
+        SELECT a.id AS account_id, a.meter_id, COALESCE(a.quality, '') AS quality,
                CAST(NULL AS BIGINT) AS settles_id,
-               COALESCE({sql_round_int("r.kwh * 1000")}, 0) AS wh,
+               COALESCE({sql_round_int("a.kwh * 1000")}, 0) AS wh,
                {_CHARGE_DAY} AS charge_day,
-               {sql_cents("la.balance")} AS debit_cents,
+               {sql_cents("a.balance")} AS debit_cents,
                {_previous_columns()}
         FROM (
-            SELECT a0.id, a0.status, a0.status_changed_at, {meter} AS meter_id,
-                   {_PREVIOUS.format(account="a0.id")} AS prev_id
-            FROM accounts_account a0
-            WHERE a0.billing_mode = 'prepaid' AND a0.status IN ('active', 'disconnected')
-              AND a0.id BETWEEN %(lo)s AND %(hi)s
-              AND NOT EXISTS (SELECT 1 FROM billing_deduction x
-                              WHERE x.account_id = a0.id AND x.service_day = %(day)s AND x.kind = 'daily')
+            SELECT a1.*, {read.format(column="kwh")} AS kwh, {read.format(column="quality")} AS quality,
+                   (SELECT la.balance FROM billing_ledgeraccount la
+                    WHERE la.account_id = a1.id AND la.purpose = 'prepaid_credit') AS balance
+            FROM (
+                SELECT a0.id, a0.status, a0.status_changed_at, {meter} AS meter_id,
+                       {_PREVIOUS.format(account="a0.id")} AS prev_id
+                FROM accounts_account a0
+                WHERE a0.billing_mode = 'prepaid' AND a0.status IN ('active', 'disconnected')
+                  AND a0.id BETWEEN %(lo)s AND %(hi)s
+                  AND NOT EXISTS (SELECT 1 FROM billing_deduction x
+                                  WHERE x.account_id = a0.id AND x.service_day = %(day)s AND x.kind = 'daily')
+            {_fence()}) a1
         {_fence()}) a
-        JOIN billing_ledgeraccount la ON la.account_id = a.id AND la.purpose = 'prepaid_credit'
-        LEFT JOIN meters_meterread r ON r.meter_id = a.meter_id AND r.day = %(day)s
         LEFT JOIN billing_deduction p ON p.id = a.prev_id
     """
 
@@ -561,13 +570,19 @@ def _post(ctx: _Context, txn: Transaction) -> int:
             """,
             params,
         )
+    ledger_apply_legs(transaction_id=txn.pk)  # the member legs: the only ones so far
     # The cooperative's side: one leg each, computed in Decimal from whole cents. Their rows are
-    # locked last and held only until this chunk commits, so chunks running side by side wait
-    # for each other only here (always in id order: no deadlock).
+    # shared by every chunk, so they are locked last and held only for the chunk's last few
+    # statements: chunks running side by side wait for each other only there (always in id order:
+    # no deadlock). The member rows' deferred foreign-key checks, a few µs each, are made first,
+    # outside that wait (every deferrable constraint here is initially deferred, so ALL DEFERRED
+    # afterwards is where the transaction started).
     coop_legs = [(ctx.revenue_id, -int(pretax_cents or 0)), (ctx.tax_id, -int(tax_cents or 0))]
     coop_legs = [(pk, cents) for pk, cents in coop_legs if cents]
     if _pg() and coop_legs:
         with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
             cursor.execute(
                 "SELECT id FROM billing_ledgeraccount WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
                 [[pk for pk, _ in coop_legs]],
@@ -575,7 +590,7 @@ def _post(ctx: _Context, txn: Transaction) -> int:
     Leg.objects.bulk_create(
         [Leg(transaction=txn, ledger_account_id=pk, amount=_dollars(cents)) for pk, cents in coop_legs]
     )
-    ledger_apply_legs(transaction_id=txn.pk)
+    ledger_apply_legs(transaction_id=txn.pk, ledger_account_ids=[pk for pk, _ in coop_legs])
     _assert_balanced(txn)
     return count
 

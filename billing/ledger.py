@@ -171,18 +171,26 @@ def sql_decimal(integer_expr: str, scale: int) -> str:
     return f"({integer_expr}) / {scale}.0"
 
 
-def ledger_apply_legs(*, transaction_id: int) -> None:
-    """Move the stored balance of every ledger account a bulk-written transaction touches by the
-    sum of its legs there, in one statement. The caller holds those accounts' row locks, taken in
-    id order, in the same database transaction as the legs."""
+def ledger_apply_legs(*, transaction_id: int, ledger_account_ids: list[int] | None = None) -> None:
+    """Move the stored balance of every ledger account a bulk-written transaction touches (or of
+    those in `ledger_account_ids`) by the sum of its legs there, in one statement. The caller
+    holds those accounts' row locks, taken in id order, in the same database transaction as the
+    legs."""
+    only = ""
+    params: list = [transaction_id]
+    if ledger_account_ids is not None:
+        if not ledger_account_ids:
+            return
+        only = f" AND ledger_account_id IN ({', '.join(['%s'] * len(ledger_account_ids))})"
+        params += list(ledger_account_ids)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             UPDATE billing_ledgeraccount
             SET balance = {sql_decimal(f"{sql_cents('billing_ledgeraccount.balance')} + s.cents", 100)}
             FROM (SELECT ledger_account_id, SUM({sql_cents("amount")}) AS cents
-                  FROM billing_leg WHERE transaction_id = %s GROUP BY ledger_account_id) s
+                  FROM billing_leg WHERE transaction_id = %s{only} GROUP BY ledger_account_id) s
             WHERE billing_ledgeraccount.id = s.ledger_account_id
             """,
-            [transaction_id],
+            params,
         )

@@ -63,3 +63,40 @@ def test_a_postpaid_amount_due_that_disagrees_with_its_open_bills_is_reported():
         f"ledger account member:{account.number}:amount_due: amount due 80.00, open bills and fees 70.00"
         in out
     )
+
+
+@pytest.mark.skipif("connection.vendor == 'postgresql'", reason="PostgreSQL triggers refuse the tampering")
+def test_a_daily_deduction_that_its_transaction_does_not_post_is_reported():
+    import datetime
+
+    import time_machine
+
+    from billing import services
+    from billing.daily import daily_run
+    from billing.models import Deduction
+    from billing.tests import factories as bf
+    from coop.models import Policy
+
+    Policy.objects.create(effective_from=datetime.date(2020, 1, 1), name="t")
+    bf.tariff(customer_charge=Decimal("31.00"))
+    account = bf.prepaid_account()
+    services.payment_post(account=account, amount=Decimal("50.00"), tender="cash", reference="start")
+    day = datetime.date(2026, 12, 14)
+    bf.read(account.meter, day, Decimal("20"))
+    with time_machine.travel("2026-12-15 18:00:00+00:00", tick=False):
+        daily_run(day=day)
+    row = Deduction.objects.get(account=account, service_day=day)
+    assert audit()[0] == 0
+    Deduction.objects.filter(pk=row.pk).update(total=row.total + 1)
+    code, out = audit()
+    assert code == 1
+    assert (
+        f"deduction #{row.pk} (account #{account.pk}, 2026-12-14): total {row.total + 1}, "
+        f"transaction #{row.transaction_id} posts {row.total} on its prepaid credit"
+    ) in out
+    Deduction.objects.filter(pk=row.pk).update(total=row.total, transaction=None)
+    code, out = audit()
+    assert (
+        f"deduction #{row.pk} (account #{account.pk}, 2026-12-14): total {row.total}, transaction #None"
+        in out
+    )

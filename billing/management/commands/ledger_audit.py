@@ -54,6 +54,22 @@ CHECKS = [
         (1, 2, 3),
     ),
     (
+        # The daily run posts each chunk's deductions as one transaction with a leg per member
+        # (billing/daily.py); the deduction rows carry no database foreign keys, so this is
+        # where their link to the ledger is proven.
+        "deduction not posted on the member's prepaid credit",
+        """SELECT d.id, d.account_id, d.service_day, d.total, d.transaction_id, l.amount
+             FROM billing_deduction d
+             LEFT JOIN billing_ledgeraccount la
+                    ON la.account_id = d.account_id AND la.purpose = 'prepaid_credit'
+             LEFT JOIN billing_leg l ON l.transaction_id = d.transaction_id AND l.ledger_account_id = la.id
+            WHERE (d.transaction_id IS NULL AND ROUND(d.total * 100) <> 0)
+               OR (d.transaction_id IS NOT NULL
+                   AND (l.id IS NULL OR ROUND(l.amount * 100) <> ROUND(d.total * 100)))""",
+        "deduction #{0} (account #{1}, {2}): total {3}, transaction #{4} posts {5} on its prepaid credit",
+        (3, 5),
+    ),
+    (
         "leg without a transaction",
         """SELECT l.id FROM billing_leg l LEFT JOIN billing_transaction t ON t.id = l.transaction_id
             WHERE t.id IS NULL""",
@@ -67,7 +83,8 @@ class Command(BaseCommand):
     help = (
         "Check every ledger invariant: each transaction sums to zero, every stored balance equals "
         "the sum of its legs, each postpaid amount due equals its open bills and fees less "
-        "unallocated credit, idempotency keys are unique, no leg without a transaction. Prints "
+        "unallocated credit, idempotency keys are unique, every daily deduction is posted on the "
+        "member's prepaid credit, no leg without a transaction. Prints "
         "each violation and exits 1 if there is any."
     )
 
@@ -78,7 +95,10 @@ class Command(BaseCommand):
                 cursor.execute(sql)
                 for row in cursor.fetchall():
                     violations += 1
-                    values = [to_cents(str(v)) if i in money_columns else v for i, v in enumerate(row)]
+                    values = [
+                        to_cents(str(v)) if i in money_columns and v is not None else v
+                        for i, v in enumerate(row)
+                    ]
                     self.stdout.write(line.format(*values))
         if violations:
             self.stdout.write(f"ledger_audit FAILED violations={violations}")
