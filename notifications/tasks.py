@@ -8,7 +8,7 @@ retries go out when it runs; billing.tasks.messages_retry_task calls the same se
 
 import logging
 
-from django_q.tasks import async_task
+from django_q import tasks as q_tasks
 
 from notifications import services
 
@@ -29,7 +29,7 @@ def enqueue_send(batches: list[list[int]]) -> int:
     enqueued = 0
     for batch in batches:
         try:
-            async_task("notifications.tasks.messages_send_task", batch, group="notifications: send")
+            q_tasks.async_task("notifications.tasks.messages_send_task", batch, group="notifications: send")
             enqueued += 1
         except Exception:  # the rows stay queued: messages_retry_due hands them out later
             logger.exception("could not enqueue sending of messages %s-%s", batch[0], batch[-1])

@@ -45,6 +45,8 @@ from coop.calendar import coop_zone, disconnect_grace_reason, holiday_name
 from coop.models import Policy
 from coop.services import policy_load_presets, weather_hold_create
 from meters.models import ServiceOrder
+from notifications.models import Message
+from notifications.notices import Channel, Notice
 
 pytestmark = pytest.mark.django_db
 
@@ -56,6 +58,9 @@ ACTIVE, DISCONNECTED, INACTIVE = Account.Status.ACTIVE, Account.Status.DISCONNEC
 RECONNECT_CHECK = "billing.prepaid.reconnect_if_restored"
 SEND = "meters.tasks.order_send_task"
 CONFIRM = "meters.tasks.order_confirm_task"
+NOTICES_SEND = "notifications.tasks.messages_send_task"
+RECEIPT, LOW, PENDING = Notice.PAYMENT_RECEIPT, Notice.LOW_BALANCE, Notice.PENDING_DISCONNECT
+CUT_NOTICE, RESTORED_NOTICE, PLAN_NOTICE = Notice.DISCONNECTED, Notice.RESTORED, Notice.PLAN_CHANGE
 FLAT_10_CENTS = ((None, D("0.100000")),)
 
 
@@ -77,13 +82,23 @@ ONE_DAY = datetime.timedelta(days=1)
 class Cluster:
     """Stands in for the django-q2 cluster. `async_task` only queues the call (the services enqueue
     after commit); `run_next` runs the oldest queued task the way a worker would, as its own
-    committed transaction, so the tasks it enqueues in turn are queued behind it."""
+    committed transaction, so the tasks it enqueues in turn are queued behind it.
+
+    The members' notices (payment receipts, disconnect and restore emails...) are handed to
+    send tasks after commit too. Those are kept apart, as the message ids of each send task, in
+    `notices`, and never run: `queue` holds the steps of a disconnect or reconnect the story runs
+    one by one, and what was sent to whom is asserted from `notices`."""
 
     def __init__(self, capture_on_commit):
         self.capture_on_commit = capture_on_commit
         self.queue: list[tuple[str, tuple, dict]] = []
+        self.notices: list[list[int]] = []
 
     def async_task(self, func, *args, **kwargs):
+        if func == NOTICES_SEND:
+            (message_ids,) = args
+            self.notices.append(list(message_ids))
+            return f"notices-{len(self.notices)}"
         self.queue.append((func, args, kwargs))
         return f"task-{len(self.queue)}"
 
@@ -92,6 +107,14 @@ class Cluster:
         func, args, kwargs = self.queue.pop(0)
         with self.capture_on_commit(execute=True):
             return import_string(func)(*args, **kwargs)
+
+    def notices_sent(self) -> list[tuple[str, datetime.date]]:
+        """(notice, day) of each message handed to a send task so far, in order. The member has an
+        email address and no mobile number, so each notice is one email."""
+        ids = [pk for batch in self.notices for pk in batch]
+        messages = Message.objects.in_bulk(ids)
+        assert {messages[pk].channel for pk in ids} <= {Channel.EMAIL}
+        return [(messages[pk].notice, messages[pk].notice_day) for pk in ids]
 
 
 @pytest.fixture
@@ -133,12 +156,14 @@ def start_program(name: str, **tariff) -> Account:
     return account
 
 
-def morning_run(clock, account, service_day: datetime.date, kwh) -> tuple:
-    """06:00 the next morning: the day's read arrives and the daily run prices the day. Returns the
-    day's deduction as (kWh, energy, customer charge, tax, total, balance after)."""
+def morning_run(clock, committed, account, service_day: datetime.date, kwh) -> tuple:
+    """06:00 the next morning: the day's read arrives and the daily run prices the day (committed:
+    the low-balance and pending-disconnect notices it queues are handed to their send tasks).
+    Returns the day's deduction as (kWh, energy, customer charge, tax, total, balance after)."""
     clock.move_to(datetime.datetime.combine(service_day + ONE_DAY, datetime.time(6, 0), tzinfo=coop_zone()))
     bf.read(account.meter, service_day, kwh)
-    run = daily_run(day=service_day)
+    with committed():
+        run = daily_run(day=service_day)
     assert run.status == DailyRun.Status.FINISHED and run.failures == 0
     row = Deduction.objects.get(account=account, service_day=service_day, kind=Deduction.Kind.DAILY)
     assert row.riders == ZERO
@@ -292,6 +317,7 @@ def test_program_e_member_runs_out_before_christmas_and_is_cut_on_the_first_week
 
     pay(clock, committed, account, "66.00", "E-start", at(11, 30, 8, 0))
     assert cluster.queue == []  # an active account: no reconnect check
+    assert cluster.notices_sent() == [(RECEIPT, datetime.date(2026, 11, 30))]  # but a receipt
     assert balance(account) == D("66.00")
 
     # Dec 1-22: $3.00 a day (20 kWh x 0.10 = 2.00 energy; customer charge n - (n - 1) = 1.00).
@@ -300,7 +326,7 @@ def test_program_e_member_runs_out_before_christmas_and_is_cut_on_the_first_week
     expected = D("66.00")
     for day in range(1, 23):
         expected -= D("3.00")
-        assert morning_run(clock, account, dec(day), 20) == (
+        assert morning_run(clock, committed, account, dec(day), 20) == (
             D("20"),
             D("2.00"),
             D("1.00"),
@@ -314,7 +340,7 @@ def test_program_e_member_runs_out_before_christmas_and_is_cut_on_the_first_week
     assert decisions(account) == []
 
     # Thu 24 (Christmas Eve), 06:00: Wednesday's $3.00 takes the balance to -3.00.
-    assert morning_run(clock, account, dec(23), 20) == (
+    assert morning_run(clock, committed, account, dec(23), 20) == (
         D("20"),
         D("2.00"),
         D("1.00"),
@@ -337,11 +363,11 @@ def test_program_e_member_runs_out_before_christmas_and_is_cut_on_the_first_week
         assert summary.decisions_recorded == recorded
 
     # Fri 25 (Christmas Day).
-    assert morning_run(clock, account, dec(24), 20)[-2:] == (D("3.00"), D("-6.00"))
+    assert morning_run(clock, committed, account, dec(24), 20)[-2:] == (D("3.00"), D("-6.00"))
     assert disconnect_step(clock, committed, at(12, 25, 10, 15)).day_reason == "holiday: Christmas Day"
 
     # Sat 26: weekend. At 14:00 the manager enters a weather hold for Monday (forecast).
-    assert morning_run(clock, account, dec(25), 20)[-2:] == (D("3.00"), D("-9.00"))
+    assert morning_run(clock, committed, account, dec(25), 20)[-2:] == (D("3.00"), D("-9.00"))
     assert disconnect_step(clock, committed, at(12, 26, 10, 15)).day_reason == "weekend"
     clock.move_to(at(12, 26, 14, 0))
     hold = weather_hold_create(
@@ -352,17 +378,17 @@ def test_program_e_member_runs_out_before_christmas_and_is_cut_on_the_first_week
     assert next_disconnect_window(after=at(12, 24, 6, 0)) == (at(12, 29, 10, 0), at(12, 29, 11, 0))
 
     # Sun 27: weekend.
-    assert morning_run(clock, account, dec(26), 20)[-2:] == (D("3.00"), D("-12.00"))
+    assert morning_run(clock, committed, account, dec(26), 20)[-2:] == (D("3.00"), D("-12.00"))
     assert disconnect_step(clock, committed, at(12, 27, 10, 15)).day_reason == "weekend"
 
     # Mon 28: a weekday and no holiday, but the weather hold.
-    assert morning_run(clock, account, dec(27), 20)[-2:] == (D("3.00"), D("-15.00"))
+    assert morning_run(clock, committed, account, dec(27), 20)[-2:] == (D("3.00"), D("-15.00"))
     assert disconnect_grace_reason(dec(28)) == "weather hold: Extreme cold: -30F wind chill"
     summary = disconnect_step(clock, committed, at(12, 28, 10, 15))
     assert summary.day_reason == "weather hold: Extreme cold: -30F wind chill" and summary.skipped == 1
 
     # Tue 29: no grace. 09:59 is outside the window; 10:00 cuts.
-    assert morning_run(clock, account, dec(28), 20)[-2:] == (D("3.00"), D("-18.00"))
+    assert morning_run(clock, committed, account, dec(28), 20)[-2:] == (D("3.00"), D("-18.00"))
     assert disconnect_grace_reason(dec(29)) is None
     summary = disconnect_step(clock, committed, at(12, 29, 9, 59))
     assert (summary.day_reason, summary.skipped, summary.ordered) == (
@@ -404,7 +430,7 @@ def test_program_e_member_runs_out_before_christmas_and_is_cut_on_the_first_week
     # Wed 30, 06:00: Tuesday's 10 kWh (used before the switch opened at 10:00) costs $1.00, and
     # Tuesday carries the customer charge: the member had service for part of it (the run decides
     # from when the status changed, not from the status at run time).
-    assert morning_run(clock, account, dec(29), 10) == (
+    assert morning_run(clock, committed, account, dec(29), 10) == (
         D("10"),
         D("1.00"),
         D("1.00"),
@@ -444,7 +470,7 @@ def test_program_e_member_runs_out_before_christmas_and_is_cut_on_the_first_week
 
     # Thu 31: Wednesday, 10 kWh after the reconnect, and its customer charge (active at the end of
     # the day): round(3100 x 30 / 31) - round(3100 x 29 / 31) = 30.00 - 29.00.
-    assert morning_run(clock, account, dec(30), 10) == (
+    assert morning_run(clock, committed, account, dec(30), 10) == (
         D("10"),
         D("1.00"),
         D("1.00"),
@@ -453,7 +479,7 @@ def test_program_e_member_runs_out_before_christmas_and_is_cut_on_the_first_week
         D("18.00"),
     )
     # Fri 1 Jan: Thursday 31, 20 kWh.
-    assert morning_run(clock, account, dec(31), 20) == (
+    assert morning_run(clock, committed, account, dec(31), 20) == (
         D("20"),
         D("2.00"),
         D("1.00"),
@@ -485,6 +511,21 @@ def test_program_e_member_runs_out_before_christmas_and_is_cut_on_the_first_week
     assert account_balances(account) == Balances(
         prepaid_credit=D("15.00"), arrears=ZERO, deposit_held=ZERO, amount_due=ZERO
     )
+    # What the member was told, one email each: every payment's receipt, the low-balance warning
+    # when the balance first fell below the $20.00 default level (18.00 after the 16th), the
+    # pending-disconnect notice for Monday 28's window, again for Tuesday 29's once the weather hold
+    # moved it, the disconnect, the restore, and the warning again at 18.00 after the 30th.
+    assert cluster.notices_sent() == [
+        (RECEIPT, datetime.date(2026, 11, 30)),
+        (LOW, dec(16)),
+        (PENDING, dec(28)),
+        (PENDING, dec(29)),
+        (CUT_NOTICE, dec(29)),
+        (RECEIPT, dec(30)),
+        (RECEIPT, dec(30)),
+        (RESTORED_NOTICE, dec(30)),
+        (LOW, dec(30)),
+    ]
     assert_ledger_audit_passes()
 
 
@@ -544,7 +585,7 @@ def test_program_a_member_reaches_exactly_zero_on_a_saturday_and_is_cut_on_sunda
     for day in range(1, 19):
         tax = D("0.17") if day % 2 else D("0.16")
         expected -= D("3.00") + tax
-        assert morning_run(clock, account, dec(day), 20) == (
+        assert morning_run(clock, committed, account, dec(day), 20) == (
             D("20"),
             D("2.00"),
             D("1.00"),
@@ -564,7 +605,7 @@ def test_program_a_member_reaches_exactly_zero_on_a_saturday_and_is_cut_on_sunda
     assert decisions(account) == []  # Saturday's 06:15 step found a positive balance
 
     # Sun 20, 06:00: Saturday's charge, n = 19: tax round(16.5 x 19) - 297 = 314 - 297 = 17 cents.
-    assert morning_run(clock, account, dec(19), 20) == (
+    assert morning_run(clock, committed, account, dec(19), 20) == (
         D("20"),
         D("2.00"),
         D("1.00"),
@@ -591,7 +632,7 @@ def test_program_a_member_reaches_exactly_zero_on_a_saturday_and_is_cut_on_sunda
     # Mon 21, 06:00: Sunday's 1 kWh (before 06:15) is 0.10, and Sunday carries the customer charge
     # (service until 06:15). Tax: before tax 57.00 + 1.10 = 5810 cents, tax round(319.55) = 320,
     # after Saturday's 314: 0.06.
-    assert morning_run(clock, account, dec(20), 1) == (
+    assert morning_run(clock, committed, account, dec(20), 1) == (
         D("1"),
         D("0.10"),
         D("1.00"),
@@ -629,7 +670,7 @@ def test_program_a_member_reaches_exactly_zero_on_a_saturday_and_is_cut_on_sunda
     for m, day in enumerate(range(21, 32), start=1):
         tax = D("0.16") if m % 2 else D("0.17")
         expected -= D("3.00") + tax
-        assert morning_run(clock, account, dec(day), 20) == (
+        assert morning_run(clock, committed, account, dec(day), 20) == (
             D("20"),
             D("2.00"),
             D("1.00"),
@@ -648,6 +689,19 @@ def test_program_a_member_reaches_exactly_zero_on_a_saturday_and_is_cut_on_sunda
     assert account_balances(account) == Balances(
         prepaid_credit=D("15.19"), arrears=ZERO, deposit_held=ZERO, amount_due=ZERO
     )
+    # What the member was told, one email each: the receipts, the low-balance warning, the
+    # pending-disconnect notice the morning of the cut, the disconnect, the restore, and the
+    # warning again after the 30th.
+    assert cluster.notices_sent() == [
+        (RECEIPT, datetime.date(2026, 11, 30)),
+        (LOW, dec(13)),
+        (PENDING, dec(20)),
+        (CUT_NOTICE, dec(20)),
+        (RECEIPT, dec(21)),
+        (RECEIPT, dec(21)),
+        (RESTORED_NOTICE, dec(21)),
+        (LOW, dec(30)),
+    ]
     assert_ledger_audit_passes()
 
 
@@ -716,10 +770,14 @@ def test_program_b_member_with_a_debt_plan_is_cut_restored_cut_again_and_made_in
     # Mon 30 Nov: conversion. The old debt goes to arrears and into the plan; the first $50.00 is
     # the initial minimum balance and is not split.
     clock.move_to(at(11, 30, 8, 0))
-    services.debt_transfer_to_arrears(
-        account=account, amount=D("100.00"), actor=manager, reason="unbilled energy and fees at conversion"
-    )
-    plan = services.plan_enroll(account=account, actor=manager)
+    with committed():
+        services.debt_transfer_to_arrears(
+            account=account,
+            amount=D("100.00"),
+            actor=manager,
+            reason="unbilled energy and fees at conversion",
+        )
+        plan = services.plan_enroll(account=account, actor=manager)
     assert (plan.share_percent, plan.enrolled_amount, plan.enrolled_on) == (
         D("35.00"),
         D("100.00"),
@@ -733,7 +791,7 @@ def test_program_b_member_with_a_debt_plan_is_cut_restored_cut_again_and_made_in
         """20 kWh a day, $3.00, no tax; the 06:15 step finds nobody while the balance is positive."""
         for day in range(first, last + 1):
             expected -= D("3.00")
-            assert morning_run(clock, account, dec(day), 20) == (
+            assert morning_run(clock, committed, account, dec(day), 20) == (
                 D("20"),
                 D("2.00"),
                 D("1.00"),
@@ -760,7 +818,7 @@ def test_program_b_member_with_a_debt_plan_is_cut_restored_cut_again_and_made_in
     assert ordinary_days(8, 18, D("35.50")) == D("2.50")
 
     # Sun 20, 06:00: Saturday's 3.00 takes the balance to -0.50; 06:15 cuts (no grace at all).
-    assert morning_run(clock, account, dec(19), 20)[-2:] == (D("3.00"), D("-0.50"))
+    assert morning_run(clock, committed, account, dec(19), 20)[-2:] == (D("3.00"), D("-0.50"))
     assert disconnect_grace_reason(dec(20)) is None
     summary = disconnect_step(clock, committed, at(12, 20, 6, 15))
     assert (summary.day_reason, summary.candidates, summary.ordered) == (None, 1, 1)
@@ -770,7 +828,7 @@ def test_program_b_member_with_a_debt_plan_is_cut_restored_cut_again_and_made_in
     assert status(account) == DISCONNECTED
 
     # Mon 21, 06:00: Sunday's 2 kWh (before 06:15) = 0.20, and the customer charge continues: 1.20.
-    assert morning_run(clock, account, dec(20), 2) == (
+    assert morning_run(clock, committed, account, dec(20), 2) == (
         D("2"),
         D("0.20"),
         D("1.00"),
@@ -804,7 +862,7 @@ def test_program_b_member_with_a_debt_plan_is_cut_restored_cut_again_and_made_in
     assert status(account) == ACTIVE
 
     # Tue 22, 06:00: Monday, 10 kWh = 1.00 + 1.00 customer charge: 23.00.
-    assert morning_run(clock, account, dec(21), 10) == (
+    assert morning_run(clock, committed, account, dec(21), 10) == (
         D("10"),
         D("1.00"),
         D("1.00"),
@@ -840,7 +898,7 @@ def test_program_b_member_with_a_debt_plan_is_cut_restored_cut_again_and_made_in
 
     # While off, the charges continue: Dec 30 2 kWh + 1.00, then 1.00 a day (January's customer
     # charge is 31.00 / 31 = 1.00 a day too).
-    assert morning_run(clock, account, dec(30), 2) == (
+    assert morning_run(clock, committed, account, dec(30), 2) == (
         D("2"),
         D("0.20"),
         D("1.00"),
@@ -848,7 +906,14 @@ def test_program_b_member_with_a_debt_plan_is_cut_restored_cut_again_and_made_in
         D("1.20"),
         D("-2.20"),
     )
-    assert morning_run(clock, account, dec(31), 0) == (D("0"), ZERO, D("1.00"), ZERO, D("1.00"), D("-3.20"))
+    assert morning_run(clock, committed, account, dec(31), 0) == (
+        D("0"),
+        ZERO,
+        D("1.00"),
+        ZERO,
+        D("1.00"),
+        D("-3.20"),
+    )
 
     # December: 19 x 20 + 2 + 10 + 8 x 20 + 2 + 0 = 554 kWh = 55.40, customer charge every day of
     # the month (it continued while off) 31.00: 86.40, the monthly bill. Credited 50.00 + 6.50 +
@@ -860,7 +925,14 @@ def test_program_b_member_with_a_debt_plan_is_cut_restored_cut_again_and_made_in
     for day in range(1, 5):  # Jan 1-4, run the next morning
         expected -= D("1.00")
         jan = datetime.date(2027, 1, day)
-        assert morning_run(clock, account, jan, 0) == (D("0"), ZERO, D("1.00"), ZERO, D("1.00"), expected)
+        assert morning_run(clock, committed, account, jan, 0) == (
+            D("0"),
+            ZERO,
+            D("1.00"),
+            ZERO,
+            D("1.00"),
+            expected,
+        )
     assert expected == D("-7.20")
 
     # Tue 5 Jan, 07:00: disconnected on 30 December, 6 days ago: not yet.
@@ -868,7 +940,10 @@ def test_program_b_member_with_a_debt_plan_is_cut_restored_cut_again_and_made_in
     assert inactive_sweep(today=datetime.date(2027, 1, 5)) == 0
     assert status(account) == DISCONNECTED
     # Wed 6 Jan: Tuesday's 1.00 (-8.20), then at 07:00 the 7th day off: inactive and final-billed.
-    assert morning_run(clock, account, datetime.date(2027, 1, 5), 0)[-2:] == (D("1.00"), D("-8.20"))
+    assert morning_run(clock, committed, account, datetime.date(2027, 1, 5), 0)[-2:] == (
+        D("1.00"),
+        D("-8.20"),
+    )
     clock.move_to(at(1, 6, 7, 0, year=2027))
     assert inactive_sweep(today=datetime.date(2027, 1, 6)) == 1
     assert status(account) == INACTIVE
@@ -907,5 +982,22 @@ def test_program_b_member_with_a_debt_plan_is_cut_restored_cut_again_and_made_in
         (D("10.00"), D("6.50"), D("3.50")),
         (D("10.00"), D("6.50"), D("3.50")),
         (D("31.07"), D("20.20"), D("10.87")),
+    ]
+    # What the member was told, one email each: the plan, the receipts (not for the refused
+    # $9.99), the low-balance warnings, each cut announced the morning it came and confirmed, the
+    # restore. Becoming inactive sends nothing.
+    assert cluster.notices_sent() == [
+        (PLAN_NOTICE, datetime.date(2026, 11, 30)),
+        (RECEIPT, datetime.date(2026, 11, 30)),
+        (RECEIPT, dec(8)),
+        (LOW, dec(13)),
+        (PENDING, dec(20)),
+        (CUT_NOTICE, dec(20)),
+        (RECEIPT, dec(21)),
+        (RECEIPT, dec(21)),
+        (RESTORED_NOTICE, dec(21)),
+        (LOW, dec(23)),
+        (PENDING, dec(30)),
+        (CUT_NOTICE, dec(30)),
     ]
     assert_ledger_audit_passes()
