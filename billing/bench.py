@@ -47,6 +47,7 @@ class BenchResult:
     build_s: float
     import_s: float
     run_s: float
+    workers: int
     notices_s: float
     select_s: float
     floor_s: float
@@ -99,7 +100,7 @@ def bench_daily(*, accounts: int, workers: int = 2, say=print) -> BenchResult:
     daily_notices(day)
     notices_s = time.monotonic() - t
     say(
-        f"daily run: {run.deductions:,} deductions in {run_s:.2f} s, {workers} workers "
+        f"daily run: {run.deductions:,} deductions in {run_s:.2f} s, {_workers(workers)} "
         f"({run.failures} failures)"
     )
     say(f"notification step after the run: {notices_s:.2f} s")
@@ -120,6 +121,7 @@ def bench_daily(*, accounts: int, workers: int = 2, say=print) -> BenchResult:
         build_s=build_s,
         import_s=import_s,
         run_s=run_s,
+        workers=workers,
         notices_s=notices_s,
         select_s=select_s,
         floor_s=floor_s,
@@ -315,6 +317,10 @@ def _floor(day: datetime.date) -> float:
     return elapsed
 
 
+def _workers(n: int) -> str:
+    return f"{n} worker{'' if n == 1 else 's'}"
+
+
 def record(result: BenchResult, path: Path | None = None) -> Path:
     """Add the figures as a row of the table in docs/benchmarks.md (created if missing)."""
     path = path or Path(settings.BASE_DIR) / "docs" / "benchmarks.md"
@@ -333,7 +339,8 @@ def record(result: BenchResult, path: Path | None = None) -> Path:
     )
     row = (
         f"| {timezone.now():%Y-%m-%d %H:%M} | {vendor} | {result.accounts:,} | "
-        f"{result.import_s:.2f} ({result.accounts / result.import_s:,.0f}) | {result.run_s:.2f} | "
+        f"{result.import_s:.2f} ({result.accounts / result.import_s:,.0f}) | "
+        f"{result.run_s:.2f} ({_workers(result.workers)}) | "
         f"{result.notices_s:.2f} | "
         f"{result.select_s:.2f} | {result.floor_s:.2f} | {result.ratio:.2f} | {result.peak_mb:.0f} |"
     )
