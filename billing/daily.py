@@ -48,6 +48,8 @@ from notifications.events import notices_after_daily_run, notify_pending_disconn
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 20_000
+# Begins the idempotency key of every transaction the run posts (ledger_audit finds them by it).
+KEY_PREFIX = "daily-run:"
 P = LedgerAccount.Purpose
 IN_SERVICE = (Account.Status.ACTIVE, Account.Status.DISCONNECTED)
 
@@ -486,7 +488,7 @@ def _insert_and_post(ctx: _Context, sql: str, params: dict, *, memo: str) -> int
         memo=memo[:300],
         # Each attempt's transaction is new: the deductions' (account, day) constraint is what
         # makes the run idempotent.
-        idempotency_key=f"daily-run:{ctx.day}:{params['lo']}-{params['hi']}:{uuid.uuid4().hex}",
+        idempotency_key=f"{KEY_PREFIX}{ctx.day}:{params['lo']}-{params['hi']}:{uuid.uuid4().hex}",
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, {**params, "now": now, "txn": txn.pk})

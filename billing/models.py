@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from coop.indexes import BlockRangeIndex
 from coop.money import MoneyField
 
 
@@ -609,8 +610,8 @@ class Deduction(models.Model):
     # meters for each one). Only the daily run writes these rows, in the database transaction that
     # locks the account rows it reads them from and creates the ledger transaction they point to;
     # neither is ever deleted (accounts have ledger accounts, which the database protects, and
-    # transactions are append-only), and `ledger_audit` checks that every deduction's transaction
-    # exists and posts its total on the member's prepaid credit.
+    # transactions are append-only), and `ledger_audit` checks that every deduction's account
+    # exists and that its transaction posts its total on the member's prepaid credit.
     account = models.ForeignKey(
         "accounts.Account",
         on_delete=models.PROTECT,
@@ -696,12 +697,12 @@ class Deduction(models.Model):
                 fields=["settles"], condition=Q(settles__isnull=False), name="one_true_up_per_estimate"
             ),
         ]
-        # Looked up by day too (the notices after a run, the run's counts): by a BRIN index on
-        # service_day that migration 0012 makes on PostgreSQL, not declared here because it is
-        # PostgreSQL's. A day's rows are written together, so a block range per few thousand rows
-        # finds them; a B-tree would add an entry per row, a million a day, for the same answer.
         indexes = [
             models.Index(fields=["account", "service_day", "id"]),
+            # Looked up by day too (the notices after a run, the run's counts). A day's rows are
+            # written together, so a BRIN index finds them; a B-tree would add an entry per row,
+            # a million a day, for the same answer.
+            BlockRangeIndex(fields=["service_day"], name="deduction_service_day_brin"),
             models.Index(
                 fields=["account"], condition=Q(read_quality="estimated"), name="deduction_estimated"
             ),

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from django.db.models import Sum
 
+from billing import daily
 from billing.models import LedgerAccount, Leg, Transaction
 from coop.money import to_cents
 
@@ -56,18 +57,35 @@ CHECKS = [
     (
         # The daily run posts each chunk's deductions as one transaction with a leg per member
         # (billing/daily.py); the deduction rows carry no database foreign keys, so this is
-        # where their link to the ledger is proven.
-        "deduction not posted on the member's prepaid credit",
+        # where their link to the account and to the ledger is proven. (An account has at most
+        # one deduction in a transaction: one daily row per account and day, one true-up per
+        # account in each pass.)
+        "deduction without its account or not posted on the member's prepaid credit",
         """SELECT d.id, d.account_id, d.service_day, d.total, d.transaction_id, l.amount
              FROM billing_deduction d
+             LEFT JOIN accounts_account a ON a.id = d.account_id
              LEFT JOIN billing_ledgeraccount la
                     ON la.account_id = d.account_id AND la.purpose = 'prepaid_credit'
              LEFT JOIN billing_leg l ON l.transaction_id = d.transaction_id AND l.ledger_account_id = la.id
-            WHERE (d.transaction_id IS NULL AND ROUND(d.total * 100) <> 0)
+            WHERE a.id IS NULL
+               OR (d.transaction_id IS NULL AND ROUND(d.total * 100) <> 0)
                OR (d.transaction_id IS NOT NULL
                    AND (l.id IS NULL OR ROUND(l.amount * 100) <> ROUND(d.total * 100)))""",
         "deduction #{0} (account #{1}, {2}): total {3}, transaction #{4} posts {5} on its prepaid credit",
         (3, 5),
+    ),
+    (
+        "daily-run leg on a member's prepaid credit without its deduction",
+        f"""SELECT l.id, l.transaction_id, la.code, l.amount
+             FROM billing_leg l
+             JOIN billing_transaction t
+                  ON t.id = l.transaction_id AND t.idempotency_key LIKE '{daily.KEY_PREFIX}%'
+             JOIN billing_ledgeraccount la ON la.id = l.ledger_account_id AND la.purpose = 'prepaid_credit'
+            WHERE NOT EXISTS (SELECT 1 FROM billing_deduction d
+                              WHERE d.transaction_id = l.transaction_id AND d.account_id = la.account_id)
+        """,
+        "leg #{0} of daily-run transaction #{1} posts {3} on {2} without a deduction",
+        (3,),
     ),
     (
         "leg without a transaction",
@@ -84,8 +102,8 @@ class Command(BaseCommand):
         "Check every ledger invariant: each transaction sums to zero, every stored balance equals "
         "the sum of its legs, each postpaid amount due equals its open bills and fees less "
         "unallocated credit, idempotency keys are unique, every daily deduction is posted on the "
-        "member's prepaid credit, no leg without a transaction. Prints "
-        "each violation and exits 1 if there is any."
+        "member's prepaid credit and every daily-run leg there has its deduction, no leg without a "
+        "transaction. Prints each violation and exits 1 if there is any."
     )
 
     def handle(self, *args, **options):
