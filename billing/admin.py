@@ -19,7 +19,7 @@ from django.utils.html import format_html
 from accounts.admin import ACCOUNT_PAGE_PANELS
 from billing.admin_views import MoneyViews, money_panel
 from billing.models import ChargedFee, DebtPlan, LedgerAccount, Leg, Payment, ReturnedPayment, Transaction
-from coop.admin_tools import BigTableAdmin, ExactSearchMixin, ViewOnlyMixin, account_link
+from coop.admin_tools import BigTableAdmin, ExactSearchMixin, ReadOnlyInline, ViewOnlyMixin, account_link
 from coop.models import FeeScheduleEntry
 
 ACCOUNT_PAGE_PANELS.append(money_panel)
@@ -261,25 +261,14 @@ class DebtPlanAdmin(ViewOnlyAdmin):
 # --- The ledger ----------------------------------------------------------------------------------
 
 
-class LegInline(admin.TabularInline):
+class LegInline(ReadOnlyInline, admin.TabularInline):
     model = Leg
     fields = ("ledger_account", "amount")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     show_change_link = False
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("ledger_account")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Transaction)

@@ -146,7 +146,20 @@ class HistoryAdmin(SimpleHistoryAdmin):
         return super().history_form_view(request, object_id, version_id, extra_context)
 
 
-class ReadOnlyInline:
+class NoWritesMixin:
+    """No add, change or delete, whatever the user's permissions."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(NoWritesMixin):
     """Mixin for inlines that only show related rows (with a link to each): no add, change or
     delete here whatever the user's permissions, which keep applying on the rows' own pages."""
 
@@ -154,28 +167,10 @@ class ReadOnlyInline:
     can_delete = False
     show_change_link = True
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class ViewOnlyMixin:
+class ViewOnlyMixin(NoWritesMixin):
     """Look, never touch: no add, change or delete whatever the user's permissions. For rows only
     the services write (the ledger, payments, the message log)."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_actions(self, request):
         actions = super().get_actions(request)
