@@ -38,7 +38,9 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin, with coop.admin_site.CoopAdminSite as `admin.site` (two-factor sign-in for
+    # staff when DEBUG is off); every `admin.site.register` works as before.
+    "coop.admin_config.CoopAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -48,6 +50,10 @@ INSTALLED_APPS = [
     "phonenumber_field",
     "simple_history",
     "django_q",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "csp",
     "coop",
     "accounts",
     "meters",
@@ -57,13 +63,18 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # First, so that every response gets the Content-Security-Policy header, error pages too.
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): signed in with a code
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes requires: turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "coop.urls"
@@ -130,6 +141,47 @@ STATIC_URL = "static/"
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
 
 LOGIN_URL = "admin:login"
+
+# --- Sign-in: lockout, two-factor, sessions ---------------------------------------------------
+# django-axes counts failed sign-ins per username *and* client address; at COOP_LOGIN_FAILURE_LIMIT
+# that pair is locked out for COOP_LOGIN_COOLOFF_MINUTES (the right password is refused too) and
+# sees the lockout page. Every attempt is recorded (axes' access attempts and access log). This
+# covers every login that goes through django.contrib.auth.authenticate with a request: the admin
+# now, the member pages when they exist. AxesBackend must come first.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("COOP_LOGIN_FAILURE_LIMIT", default=5)
+_cooloff_minutes = env.int("COOP_LOGIN_COOLOFF_MINUTES", default=30)
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=_cooloff_minutes)
+if AXES_FAILURE_LIMIT < 1 or _cooloff_minutes < 1:
+    raise ImproperlyConfigured("COOP_LOGIN_FAILURE_LIMIT and COOP_LOGIN_COOLOFF_MINUTES must be at least 1.")
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True  # a successful sign-in starts the count again
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # one row per failed attempt, beside the running count
+AXES_LOCKOUT_CALLABLE = "coop.admin_site.lockout_response"  # the lockout page, status 429
+# Behind proxies the client's address is in X-Forwarded-For: COOP_TRUSTED_PROXIES says how many
+# proxies in front of the app append to it (0: use the connection's address, REMOTE_ADDR). Entries
+# further left than that are written by the client and are never trusted.
+COOP_TRUSTED_PROXIES = env.int("COOP_TRUSTED_PROXIES", default=0)
+AXES_CLIENT_IP_CALLABLE = "coop.admin_site.client_ip"
+
+# Two-factor sign-in (django-otp, TOTP authenticator apps) for staff on the admin: required
+# whenever DEBUG is off, with no switch to turn it off there. On a development machine it is off
+# (the demo logins work with a password) unless COOP_STAFF_OTP_IN_DEBUG=true. Enrol a device with
+# `manage.py otp_enrol USERNAME`; a superuser resets a lost one with `manage.py otp_reset`.
+COOP_STAFF_OTP_REQUIRED = not DEBUG or env.bool("COOP_STAFF_OTP_IN_DEBUG", default=False)
+OTP_TOTP_ISSUER = COOP_NAME  # the name authenticator apps show beside the code
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin never shows a device's secret key or QR code
+
+# Staff sessions end after COOP_SESSION_IDLE_HOURS without a request (each request renews the
+# session) and when the browser closes (the cookie has no expiry date).
+SESSION_COOKIE_AGE = int(
+    datetime.timedelta(hours=env.int("COOP_SESSION_IDLE_HOURS", default=8)).total_seconds()
+)
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 # Background work: django-q2. The ORM broker needs nothing but the database; set REDIS_URL to use
 # Redis, which several clusters on several machines can share. `timeout` must stay below `retry`
@@ -256,6 +308,22 @@ SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+
+# Content-Security-Policy on every response (django-csp): only this site's own scripts, styles,
+# images and fonts; no inline script, no plugins, no framing, forms post only here.
+# 'unsafe-inline' for styles only: the admin's and our panels' templates carry style attributes.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
 
 LOGGING = {
     "version": 1,

@@ -2,9 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-admin.site.site_header = "Cooperative back office"
-admin.site.site_title = "Co-op billing"
-admin.site.index_title = "Billing"
+# admin.site is coop.admin_site.CoopAdminSite (titles, two-factor sign-in for staff).
 
 urlpatterns = [
     path("admin/", admin.site.urls),
