@@ -587,8 +587,15 @@ def _balances_for(members: list[Member]) -> list[dict]:
         .values_list("account_id", "days_remaining")
     ):
         days.setdefault(account_id, remaining)
+    # Only the last four digits of the account number: the reply goes to whoever holds (or spoofs)
+    # the phone number, and the full number is what a caller gives the office to act on an account.
+    # Templates (editable by managers) get no other form of it.
     return [
-        {"number": a["number"], "balance": usd(-(stored.get(a["pk"]) or ZERO)), "days": days.get(a["pk"])}
+        {
+            "number": f"*{a['number'][-4:]}",
+            "balance": usd(-(stored.get(a["pk"]) or ZERO)),
+            "days": days.get(a["pk"]),
+        }
         for a in accounts
     ]
 

@@ -195,7 +195,7 @@ def test_bal_answers_with_the_balance_and_days_remaining(client, twilio, policy)
     payment_post(account=account, amount=Decimal("42.50"), tender="cash", reference="r1", received_at=NOON)
     deduction(account, datetime.date(2026, 3, 2), after="42.50", days=5).save()
     text = reply_of(inbound(client, "bal"))
-    assert text == f"Demo Co-op: acct {account.number} $42.50, about 5 days"
+    assert text == f"Demo Co-op: acct *{account.number[-4:]} $42.50, about 5 days"  # last four only
 
 
 def test_bal_from_an_unknown_number_says_so(client, twilio):
