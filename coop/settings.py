@@ -165,6 +165,8 @@ AXES_LOCKOUT_CALLABLE = "coop.admin_site.lockout_response"  # the lockout page, 
 # proxies in front of the app append to it (0: use the connection's address, REMOTE_ADDR). Entries
 # further left than that are written by the client and are never trusted.
 COOP_TRUSTED_PROXIES = env.int("COOP_TRUSTED_PROXIES", default=0)
+if COOP_TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured(f"COOP_TRUSTED_PROXIES={COOP_TRUSTED_PROXIES} must be 0 or more.")
 AXES_CLIENT_IP_CALLABLE = "coop.admin_site.client_ip"
 
 # Two-factor sign-in (django-otp, TOTP authenticator apps) for staff on the admin: required
@@ -177,9 +179,10 @@ OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin never shows a device's secret 
 
 # Staff sessions end after COOP_SESSION_IDLE_HOURS without a request (each request renews the
 # session) and when the browser closes (the cookie has no expiry date).
-SESSION_COOKIE_AGE = int(
-    datetime.timedelta(hours=env.int("COOP_SESSION_IDLE_HOURS", default=8)).total_seconds()
-)
+COOP_SESSION_IDLE_HOURS = env.int("COOP_SESSION_IDLE_HOURS", default=8)
+if not 1 <= COOP_SESSION_IDLE_HOURS <= 24:
+    raise ImproperlyConfigured(f"COOP_SESSION_IDLE_HOURS={COOP_SESSION_IDLE_HOURS} must be between 1 and 24.")
+SESSION_COOKIE_AGE = COOP_SESSION_IDLE_HOURS * 3600
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
