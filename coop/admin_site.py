@@ -89,7 +89,8 @@ def lockout_response(request, original_response=None, credentials=None):
     cool_off = get_cool_off(request)
     minutes = int(cool_off.total_seconds() // 60) if cool_off else None
     username = get_client_username(request, credentials) or ""
-    log.warning("sign-in locked out: username %r from %s", username, client_ip(request))
+    # Not the username: a password typed into its box would land in the log (axes' table has it).
+    log.warning("sign-in refused, locked out: from %s", client_ip(request))
     context = {
         **admin.site.each_context(request),
         "title": "Sign-in locked",

@@ -160,6 +160,9 @@ if AXES_FAILURE_LIMIT < 1 or _cooloff_minutes < 1:
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True  # a successful sign-in starts the count again
 AXES_ENABLE_ACCESS_FAILURE_LOG = True  # one row per failed attempt, beside the running count
+# Masked in axes' log lines and in the request data it keeps (the password always is). The username
+# stays in the attempt's own column (a password typed into the username box does not reach a log).
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token", "csrfmiddlewaretoken"]
 AXES_LOCKOUT_CALLABLE = "coop.admin_site.lockout_response"  # the lockout page, status 429
 # Behind proxies the client's address is in X-Forwarded-For: COOP_TRUSTED_PROXIES says how many
 # proxies in front of the app append to it (0: use the connection's address, REMOTE_ADDR). Entries

@@ -68,6 +68,8 @@ def test_twenty_wrong_passwords_lock_the_login_out_and_the_right_one_is_refused_
         attempt = AccessAttempt.objects.get(username="clerk", ip_address="203.0.113.7")
         assert attempt.failures_since_start >= 20
         assert AccessFailureLog.objects.filter(username="clerk", ip_address="203.0.113.7").count() >= 20
+        # ... without the passwords tried.
+        assert "wrong-" not in attempt.post_data and "password=*****" in attempt.post_data
 
         # Still refused just before the cool-off ends (counted from the last attempt) ...
         clock.shift(settings.AXES_COOLOFF_TIME - datetime.timedelta(seconds=30))
