@@ -72,7 +72,7 @@ class CoopAdminSite(admin.AdminSite):
 
     @property
     def login_template(self):
-        return "otp/admin111/login.html" if self.otp_required() else None
+        return "admin/otp_login.html" if self.otp_required() else None
 
     def has_permission(self, request):
         """Staff, and (when required) signed in with a code of a device they still have."""
