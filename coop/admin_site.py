@@ -45,7 +45,18 @@ class StaffOTPAuthenticationForm(OTPAdminAuthenticationForm):
                 f"{user.get_username()}` with you.",
                 code="no_device",
             )
-        super().clean_otp(user)
+        try:
+            super().clean_otp(user)
+        except ValidationError as error:
+            if user is not None and error.code != "token_required":
+                # The password was right: a wrong code is worth a line in the log (django-otp
+                # also slows down the device's next tries, doubling the wait after each).
+                log.warning(
+                    "staff sign-in refused: wrong two-factor code for %s from %s",
+                    user.get_username(),
+                    client_ip(self.request) if self.request else "?",
+                )
+            raise
 
     def _chosen_device(self, user):
         device = super()._chosen_device(user)

@@ -91,13 +91,17 @@ def test_without_a_device_a_staff_user_cannot_reach_the_admin(client, clerk, otp
     assert not any(reaches(client, page) for page in PAGES)
 
 
-def test_with_a_device_the_right_code_lets_the_user_in_and_a_wrong_one_does_not(client, clerk, otp_on):
+def test_with_a_device_the_right_code_lets_the_user_in_and_a_wrong_one_does_not(
+    client, clerk, otp_on, caplog
+):
     device = device_for(clerk)
     response = sign_in(client, "clerk")  # no code
     assert response.status_code == 200 and "Enter the 6-digit code" in response.content.decode()
     wrong = f"{(int(code(device)) + 1) % 1_000_000:06d}"
-    response = sign_in(client, "clerk", otp_token=wrong)
+    with caplog.at_level(logging.WARNING, logger="coop.security"):
+        response = sign_in(client, "clerk", otp_token=wrong)
     assert response.status_code == 200 and "That code is not right" in response.content.decode()
+    assert "wrong two-factor code for clerk from 127.0.0.1" in caplog.text
     assert not reaches(client, "/admin/")
 
     device.refresh_from_db()
