@@ -8,6 +8,9 @@ import pathlib
 import re
 from multiprocessing import Queue, Value
 
+import django_q.monitor
+import django_q.scheduler
+import django_q.worker
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -188,6 +191,15 @@ def test_every_function_the_code_enqueues_by_name_is_a_registered_task():
 
 
 # --- The cluster refuses an unregistered function -----------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def keep_the_test_connection(monkeypatch):
+    # The scheduler and a cluster's worker close stale database connections before each task; here that would
+    # close the test's own connection (and its transaction) on PostgreSQL.
+    monkeypatch.setattr(django_q.worker, "close_old_django_connections", lambda: None)
+    monkeypatch.setattr(django_q.monitor, "close_old_django_connections", lambda: None)
+    monkeypatch.setattr(django_q.scheduler, "close_old_django_connections", lambda: None)
 
 
 def run_queue_like_the_cluster() -> int:
