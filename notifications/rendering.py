@@ -10,10 +10,12 @@ Managers write these templates in the admin, so they are compiled by a restricte
 `SAFE_FILTERS`), no `{% load %}`, `{% include %}`, `{% extends %}`, `{% debug %}` (which prints
 the context and every loaded module), `{% url %}` or `{% csrf_token %}`, no filter that pads or
 formats to a width a template chooses (`ljust`, `center`, `stringformat`: a memory bomb), no
-`safe`, and no loaders or context processors. A template using anything else does not compile, so
-the admin refuses it with the field's error. The context is plain values (strings, numbers, lists
-of dicts), and Django's template language never reads an attribute starting with "_", so a
-template can reach nothing but the notice's own values: `{{ settings.SECRET_KEY }}` is empty.
+`safe`, no tag that binds a computed value to a name, no loop inside a loop (so a template's
+output stays about as long as its text and values), and no loaders or context processors. A
+template using anything else does not compile, so the admin refuses it with the field's error.
+The context is plain values (strings, numbers, lists of dicts), and Django's template language
+never reads an attribute starting with "_", so a template can reach nothing but the notice's own
+values: `{{ settings.SECRET_KEY }}` is empty.
 """
 
 import datetime
@@ -24,6 +26,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.template import Context, Engine, Library, TemplateSyntaxError, defaultfilters, defaulttags
+from django.template.base import Lexer, TokenType
+from django.template.defaulttags import ForNode
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
@@ -79,16 +83,16 @@ def sample_context(notice: str) -> dict:
     return {**common_context(), **COMMON_SAMPLE, **SAMPLES.get(notice, {})}
 
 
-SAFE_TAGS = ("if", "for", "with", "firstof", "comment", "spaceless")
+# No tag that binds a new name to a computed value ({% with %}, {% firstof ... as %}, {% cycle %}):
+# rebinding lets a template double or square a string at every step (a memory bomb).
+SAFE_TAGS = ("if", "for", "comment", "spaceless")
 SAFE_FILTERS = (
-    "add",
     "capfirst",
     "cut",
     "date",
     "default",
     "default_if_none",
     "first",
-    "join",
     "last",
     "length",
     "linebreaks",
@@ -102,9 +106,14 @@ SAFE_FILTERS = (
     "truncatechars",
     "truncatewords",
     "upper",
-    "urlencode",
     "yesno",
 )
+
+# Bounds on what a template may ask for: each filter may grow a value a few times over (escaping,
+# <p> tags), so a long chain of them, or a very long template, could still make a huge text.
+MAX_FILTERS = 3  # per {{ value }} or tag expression
+MAX_LENGTH = 5000  # characters of one part of a template
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
 
 # The restricted engine's only library (a builtin, so nothing needs {% load %}): the safe tags and
 # filters, taken as they are from Django's own.
@@ -124,7 +133,21 @@ class _NoticeTemplate:
     """A compiled notice template, rendered from a dict (with or without HTML escaping)."""
 
     def __init__(self, source: str, *, escape: bool):
+        if len(source) > MAX_LENGTH:
+            raise TemplateSyntaxError(f"it is {len(source):,} characters long, more than {MAX_LENGTH:,}")
+        for token in Lexer(source).tokenize():
+            filters = _QUOTED.sub("", token.contents).count("|")
+            if token.token_type in (TokenType.VAR, TokenType.BLOCK) and filters > MAX_FILTERS:
+                raise TemplateSyntaxError(
+                    f"line {token.lineno}: more than {MAX_FILTERS} filters in {token.contents!r}"
+                )
         self.template = NOTICE_ENGINE.from_string(source)
+        for loop in self.template.nodelist.get_nodes_by_type(ForNode):
+            if loop.nodelist_loop.get_nodes_by_type(ForNode) or loop.nodelist_empty.get_nodes_by_type(
+                ForNode
+            ):
+                # Each level multiplies the work: ten nested loops over a name are 10^15 steps.
+                raise TemplateSyntaxError("a {% for %} loop may not contain another loop")
         self.escape = escape
 
     def render(self, context: dict) -> str:

@@ -30,6 +30,16 @@ UNSAFE = [
     "{{ coop|stringformat:'999999999s' }}",
     "{{ coop|safe }}",
     "{{ coop.__class__.__mro__ }}",
+    # Output that grows without bound: nested loops, and names rebound to longer values.
+    "{% for a in coop %}{% for b in coop %}{% for c in coop %}{{ c }}{% endfor %}{% endfor %}{% endfor %}",
+    "{% for a in coop %}{% empty %}{% for b in coop %}{% endfor %}{% endfor %}",
+    "{% with a=coop|add:coop %}{% with b=a|add:a %}{{ b }}{% endwith %}{% endwith %}",
+    "{% firstof coop|join:coop as a %}{% firstof a|join:a as b %}{{ b }}",
+    "{% cycle coop coop as a %}",
+    "{{ coop|linebreaks|linebreaks|linebreaks|linebreaks|linebreaks|linebreaks }}",  # 4x a step
+    "{% if coop|linebreaks|linebreaks|linebreaks|linebreaks|linebreaks %}{% endif %}",
+    "{{ coop|join:coop }}",
+    "{{ coop }}" * 1000,
 ]
 
 
