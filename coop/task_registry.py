@@ -22,6 +22,7 @@ Schedule), and a queued package is signed with SECRET_KEY, so the cluster runs n
 not pass this check.
 """
 
+import functools
 import importlib
 import logging
 from pathlib import Path
@@ -47,8 +48,10 @@ def project_app_labels() -> list[str]:
     return [config.name for config in apps.get_app_configs() if Path(config.path).resolve().parent == base]
 
 
+@functools.cache
 def registered_tasks() -> frozenset[str]:
-    """Dotted paths of every function django-q2 may run for this project."""
+    """Dotted paths of every function django-q2 may run for this project (read once a process:
+    the tasks modules do not change while it runs)."""
     found = set(ENQUEUED_BY_CODE)
     for app in project_app_labels():
         try:
