@@ -3,12 +3,13 @@
     manage.py security_roles_table            # print the markdown table
     manage.py security_roles_table --write    # replace the table in SECURITY.md between its markers
 
-The table is worked out from the code, never typed: for every model with an admin page, each
-role's group permissions (coop/roles.py, the same rule sync_roles applies) are handed to that
-page's own ModelAdmin, which answers view/add/change/delete as it would for a user of that role,
-its narrowing included (read-only ledger pages, a policy version in force, django-q2's records).
-Custom permissions (waive a fee, post an adjustment, pause a schedule, ...) follow. A test fails
-when SECURITY.md's copy differs from what this prints (coop/tests/test_security_md.py).
+The table is worked out from the code, never typed: for every model with an admin page (users and
+groups too), each role's group permissions (coop/roles.py, the same rule sync_roles applies) are
+handed to that page's own ModelAdmin, which answers view/add/change/delete as it would for a user
+of that role, its narrowing included (read-only ledger pages, django-q2's records); row-level
+narrowing (a policy version in force) comes on top. Custom permissions (waive a fee, post an
+adjustment, pause a schedule, ...) follow in bold. A test fails when SECURITY.md's copy differs
+from what this prints (coop/tests/test_security_md.py).
 """
 
 import pathlib
@@ -42,6 +43,8 @@ class RoleUser(AnonymousUser):
 
     def has_perm(self, perm: str, obj=None) -> bool:
         app_label, codename = perm.split(".", 1)
+        if app_label not in roles.ROLE_APPS:  # sync_roles hands out nothing else
+            return False
         model = _model_of(app_label, codename)
         return model is not None and roles._role_allows(self.role, app_label, model, codename)
 
@@ -49,7 +52,7 @@ class RoleUser(AnonymousUser):
         return all(self.has_perm(p, obj) for p in perm_list)
 
     def has_module_perms(self, app_label: str) -> bool:
-        return True
+        return app_label in roles.ROLE_APPS
 
 
 def _codenames(model) -> list[str]:
@@ -85,15 +88,15 @@ def roles_table() -> str:
     rows = []
     for model, model_admin in admin.site._registry.items():
         opts = model._meta
-        if opts.app_label not in roles.ROLE_APPS:
-            continue
         cells = []
         for role in ROLES:
             request = factory.get("/admin/")
             request.user = RoleUser(role)
             cells.append(_cell(model_admin, request, model))
         rows.append((opts.app_label, str(opts.verbose_name_plural), opts.model_name, cells))
-    rows.sort(key=lambda r: (roles.ROLE_APPS.index(r[0]), r[1].lower()))
+    # The roles' apps in their order, then the others (users and groups, ...) by name.
+    order = {app: i for i, app in enumerate(roles.ROLE_APPS)}
+    rows.sort(key=lambda r: (order.get(r[0], len(order)), r[0], r[1].lower()))
     lines = [
         "| app | admin page (model) | " + " | ".join(ROLES) + " |",
         "|---|---|" + "---|" * len(ROLES),
