@@ -139,6 +139,10 @@ def test_a_superuser_naming_a_shell_command_gets_a_field_error(client, superuser
 
 def test_a_superuser_may_schedule_a_registered_task_and_it_is_recorded(client, superuser):
     client.force_login(superuser)
+    page = client.get(reverse("admin:django_q_schedule_add"))
+    assert page.status_code == 200
+    choices = [value for value, _label in page.context["adminform"].form.fields["func"].choices]
+    assert "billing.tasks.daily_run_task" in choices and SHELL not in choices
     response = client.post(
         reverse("admin:django_q_schedule_add"), add_form("billing.tasks.orders_retry_task")
     )
