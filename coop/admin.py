@@ -15,7 +15,7 @@ from django.db.models import Subquery
 from django.urls import reverse
 from simple_history.admin import SimpleHistoryAdmin
 
-from coop import services
+from coop import admin_q, services  # noqa: F401 (admin_q: django-q2's records, read-only)
 from coop.calendar import local_today
 from coop.exceptions import PolicyNotConfigured
 from coop.models import BillingCycle, FeeScheduleEntry, OfficeClosure, Policy, WeatherHold

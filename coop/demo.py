@@ -66,8 +66,6 @@ from notifications.events import muted as notices_muted
 
 ONE_DAY = datetime.timedelta(days=1)
 
-ADMIN_URL = "http://127.0.0.1:8000/admin/"
-
 # Presets loaded when no policy is in force: prepaid program B with postpaid schedule C, plus
 # preset D's returned-check rule (two returned checks in 12 months: no checks for 12 months after
 # the latest). B and C say nothing about repeated returned checks; with D's rule the demo can show

@@ -440,3 +440,34 @@ class WeatherHold(DateRangeEntry):
             )
         ]
         indexes = [models.Index(fields=["start_date", "end_date"])]
+
+
+class ScheduleChange(models.Model):
+    """The audit trail of the background schedules (django-q2's Schedule rows): who paused,
+    resumed, added, edited or deleted one, when and why. Written only by coop/schedules.py; the
+    Schedule rows themselves have no history (the cluster saves each one after every run)."""
+
+    class Action(models.TextChoices):
+        PAUSED = "paused", "Paused"
+        RESUMED = "resumed", "Resumed"
+        SAVED = "saved", "Added or edited (superuser)"
+        DELETED = "deleted", "Deleted (superuser)"
+
+    # The schedule by id and name, not a foreign key: the trail outlives a deleted schedule.
+    schedule_id = models.PositiveIntegerField()
+    schedule_name = models.CharField(max_length=100, blank=True)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    func = models.CharField("function", max_length=256, blank=True)
+    repeats_before = models.IntegerField(null=True, blank=True)
+    repeats_after = models.IntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=200)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        # On this model because django-q2's Schedule is not ours to give permissions to.
+        permissions = [("pause_schedule", "Can pause or resume the cooperative's own schedules")]
+
+    def __str__(self):
+        return f"{self.schedule_name or self.schedule_id}: {self.get_action_display()} by {self.actor}"

@@ -10,6 +10,10 @@ models adds a migration calling it again), so a fresh database always has them.
 - Billing manager: everything a clerk does, plus policy, the fee schedule, cycles, closures,
   weather holds and fee waivers. Financial records in `billing` are never deleted by anyone.
 - Auditor: read-only, everywhere.
+- Background tasks (django-q2's schedules, queued, successful and failed tasks) are read-only for
+  every role: a schedule names a function the cluster runs as the server's user. Managers may
+  pause or resume the cooperative's own schedules (`coop.pause_schedule`, coop/schedules.py);
+  only a superuser adds or edits one, and only with a registered task (coop/task_registry.py).
 """
 
 CLERK = "Billing clerk"
@@ -35,6 +39,8 @@ MANAGER_ONLY_MODELS = {
     ("accounts", "servicehold"),
     ("notifications", "noticetemplate"),
 }
+# Apps no role may add to, change or delete from through the admin (only view).
+READ_ONLY_APPS = ("django_q",)
 # Apps whose rows are financial records: nobody's role may delete them.
 FINANCIAL_APPS = ("billing",)
 # Audit trails and the ledger, written only by services: every role may read them, none may write
@@ -53,6 +59,7 @@ AUDIT_MODELS = {
     ("meters", "meterread"),
     ("notifications", "message"),
     ("notifications", "webhookevent"),
+    ("coop", "schedulechange"),
 }
 
 
@@ -71,7 +78,7 @@ def _role_allows(role: str, app_label: str, model: str, codename: str) -> bool:
     if action not in ("add", "change", "delete"):
         # Custom permissions (waive fees, post adjustments) are the managers' own.
         return role == MANAGER
-    if role == AUDITOR or historical or (app_label, model) in AUDIT_MODELS:
+    if role == AUDITOR or historical or (app_label, model) in AUDIT_MODELS or app_label in READ_ONLY_APPS:
         return False
     if role == MANAGER:
         return not (action == "delete" and app_label in FINANCIAL_APPS)

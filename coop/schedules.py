@@ -11,17 +11,24 @@ a day and corrects it by the change of the zone's UTC offset (django_q.models.Sc
 calculate_next_run, reckoned in Q_CLUSTER's time_zone, which defaults to TIME_ZONE), so 06:00 in
 Chicago stays 06:00 across both daylight-saving changes, with no extra dependency (CRON needs
 croniter). The settings refuse a time the clocks skip, the one case that arithmetic gets wrong.
+
+Staff change these rows only through the services at the end (pause and resume for managers, a
+superuser's edit limited to registered tasks), each recorded in coop.ScheduleChange.
 """
 
 import datetime
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connections, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
 from coop.calendar import coop_zone
+from coop.exceptions import ScheduleChangeRefused
+from coop.models import ScheduleChange
+from coop.task_registry import schedule_func_error
 
 # Names are the rows' identity: ensure_schedules finds its rows by them, so renaming one here
 # leaves the old row behind (delete it in the admin).
@@ -127,3 +134,142 @@ def _ensure(job: Job, *, using: str, now: datetime.datetime) -> str:
 
 def _local_hhmm(instant: datetime.datetime) -> datetime.time:
     return timezone.localtime(instant, coop_zone()).time().replace(second=0, microsecond=0)
+
+
+# --- Staff changes: pause, resume, and a superuser's edit (each audited in ScheduleChange) -------
+
+
+def _job_named(name: str | None) -> Job | None:
+    return next((job for job in jobs() if job.name == name), None)
+
+
+def _reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ScheduleChangeRefused("Say why (a reason is recorded with every schedule change).")
+    return reason[:200]
+
+
+def _record(
+    *, actor, schedule: Schedule, action: str, reason: str, repeats_before: int | None
+) -> ScheduleChange:
+    return ScheduleChange.objects.create(
+        schedule_id=schedule.pk,
+        schedule_name=schedule.name or "",
+        action=action,
+        func=schedule.func,
+        repeats_before=repeats_before,
+        repeats_after=schedule.repeats,
+        reason=reason,
+        actor=actor,
+    )
+
+
+def _own_schedule_locked(schedule_id: int) -> tuple[Schedule, Job]:
+    schedule = Schedule.objects.select_for_update().filter(pk=schedule_id).first()
+    if schedule is None:
+        raise ScheduleChangeRefused(f"Schedule #{schedule_id} does not exist (any more).")
+    job = _job_named(schedule.name)
+    if job is None or schedule.func != job.func:
+        raise ScheduleChangeRefused(
+            f"“{schedule.name or schedule.pk}” is not one of the cooperative's own schedules; only those "
+            "may be paused or resumed."
+        )
+    return schedule, job
+
+
+@transaction.atomic
+def schedule_pause(*, actor, schedule_id: int, reason: str) -> Schedule:
+    """Stop one of the cooperative's schedules from running (Repeats 0, which django-q2's
+    scheduler skips and ensure_schedules leaves alone) until it is resumed."""
+    reason = _reason(reason)
+    schedule, _job = _own_schedule_locked(schedule_id)
+    if schedule.repeats == 0:
+        raise ScheduleChangeRefused(f"“{schedule.name}” is already paused.")
+    before = schedule.repeats
+    schedule.repeats = 0
+    schedule.save(update_fields=["repeats"])
+    _record(
+        actor=actor,
+        schedule=schedule,
+        action=ScheduleChange.Action.PAUSED,
+        reason=reason,
+        repeats_before=before,
+    )
+    return schedule
+
+
+@transaction.atomic
+def schedule_resume(
+    *, actor, schedule_id: int, reason: str, now: datetime.datetime | None = None
+) -> Schedule:
+    """Run a paused schedule again, from its next regular time: a daily job at its next local
+    time (not at once, though its next run passed while it was paused), an interval job now."""
+    reason = _reason(reason)
+    schedule, job = _own_schedule_locked(schedule_id)
+    if schedule.repeats != 0:
+        raise ScheduleChangeRefused(f"“{schedule.name}” is not paused.")
+    now = now or timezone.now()
+    schedule.repeats = -1
+    schedule.next_run = next_local_time(job.at, now=now) if job.at else now
+    schedule.save(update_fields=["repeats", "next_run"])
+    _record(
+        actor=actor, schedule=schedule, action=ScheduleChange.Action.RESUMED, reason=reason, repeats_before=0
+    )
+    return schedule
+
+
+def schedule_errors(*, func: str, hook: str | None) -> dict[str, str]:
+    """What is wrong with a schedule's function and hook, by field (empty when nothing is)."""
+    errors = {}
+    func_error = schedule_func_error(func)
+    if func_error:
+        errors["func"] = func_error
+    if hook:
+        errors["hook"] = (
+            "A result hook is a second function the cluster would run; schedules may not name one."
+        )
+    return errors
+
+
+@transaction.atomic
+def schedule_save(*, actor, schedule: Schedule, reason: str) -> Schedule:
+    """A superuser's new or edited schedule: only a registered task, no hook."""
+    if not getattr(actor, "is_superuser", False):
+        raise ScheduleChangeRefused("Only a superuser adds or edits schedules.")
+    reason = _reason(reason)
+    errors = schedule_errors(func=schedule.func, hook=schedule.hook)
+    if errors:
+        raise ValidationError(errors)
+    before = None
+    if schedule.pk is not None:
+        before = (
+            Schedule.objects.select_for_update()
+            .filter(pk=schedule.pk)
+            .values_list("repeats", flat=True)
+            .first()
+        )
+    schedule.save()
+    _record(
+        actor=actor,
+        schedule=schedule,
+        action=ScheduleChange.Action.SAVED,
+        reason=reason,
+        repeats_before=before,
+    )
+    return schedule
+
+
+@transaction.atomic
+def schedule_delete(*, actor, schedule: Schedule, reason: str) -> None:
+    if not getattr(actor, "is_superuser", False):
+        raise ScheduleChangeRefused("Only a superuser deletes schedules.")
+    reason = _reason(reason)
+    _record(
+        actor=actor,
+        schedule=schedule,
+        action=ScheduleChange.Action.DELETED,
+        reason=reason,
+        repeats_before=schedule.repeats,
+    )
+    schedule.delete()

@@ -350,7 +350,10 @@ class NoticeTemplateForm(forms.ModelForm):
                     allow_multipart=cleaned.get("allow_multipart", False),
                 )
             except TemplateInvalid as exc:
-                raise ValidationError(str(exc)) from exc
+                if exc.field in self.fields:
+                    self.add_error(exc.field, str(exc))
+                else:
+                    raise ValidationError(str(exc)) from exc
         return cleaned
 
 

@@ -10,7 +10,12 @@ class IllegalMessageTransition(NotificationsError):
 
 
 class TemplateInvalid(NotificationsError):
-    """A notice template that does not render, or an SMS that does not fit where it must."""
+    """A notice template that does not render, or an SMS that does not fit where it must.
+    `field`: the template's part at fault ("subject", "body", "html_body"), when one is."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class NotResendable(NotificationsError):

@@ -8,9 +8,14 @@ manage.py seed_demo --members 20000 --history-accounts 2000
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 
 from coop import demo, demo_money
 from coop.exceptions import CoopError
+
+# The pages the banner names, by URL name (so it can only print pages that exist: a test resolves
+# every URL it prints). Add the member pages here once they are built.
+SITE_PAGES = (("Admin site", "admin:index"),)
 
 
 def _not_negative(text) -> int:
@@ -51,6 +56,11 @@ class Command(BaseCommand):
             "--if-empty",
             action="store_true",
             help="Seed only if the database is empty; otherwise just print the demo logins (./dev start).",
+        )
+        parser.add_argument(
+            "--base-url",
+            default="http://127.0.0.1:8000",
+            help="Where the web server listens, for the printed links (./dev start sets it).",
         )
         parser.add_argument(
             "--chunk-size",
@@ -99,7 +109,7 @@ class Command(BaseCommand):
                 if get_user_model().objects.filter(username=login.username).exists()
             ]
             if existing:
-                self.stdout.write(self._logins_block(demo.SeedResult(logins=existing)))
+                self.stdout.write(self._logins_block(demo.SeedResult(logins=existing), options["base_url"]))
             return
         if verbose:
             self.stdout.write(
@@ -122,9 +132,9 @@ class Command(BaseCommand):
             for note in result.calendar_notes:
                 self.stdout.write(f"Calendar: {note}, entered by manager.")
         self.stdout.write(self.style.SUCCESS(result.summary()))
-        self.stdout.write(self._logins_block(result))
+        self.stdout.write(self._logins_block(result, options["base_url"]))
 
-    def _logins_block(self, result) -> str:
+    def _logins_block(self, result, base_url: str) -> str:
         rows = [
             (r.login.username, r.login.password if r.created else "(unchanged)", r.login.role, r.note)
             for r in result.logins
@@ -134,11 +144,11 @@ class Command(BaseCommand):
         lines = [
             "",
             "Demo logins (DEMO ONLY: published passwords)",
-            f"  Admin site: {demo.ADMIN_URL}",
+            *(f"  {label}: {base_url.rstrip('/')}{reverse(name)}" for label, name in SITE_PAGES),
             f"  {'username':<{width_user}}  {'password':<{width_pass}}  role",
         ]
         for username, password, role, note in rows:
             extra = f"  [{note}]" if note else ""
             lines.append(f"  {username:<{width_user}}  {password:<{width_pass}}  {role}{extra}")
-        lines.append("  The member login is for the member pages, not the admin site.")
+        lines.append("  The member login cannot sign in to the admin site (it is a member's, not staff's).")
         return "\n".join(lines)
