@@ -278,6 +278,9 @@ class DebtPlan(models.Model):
     )
     ended_on = models.DateField(null=True, blank=True)
     cancel_reason = models.CharField(max_length=300, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         ordering = ["-enrolled_on", "-id"]
