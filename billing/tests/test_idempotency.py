@@ -282,3 +282,40 @@ def test_ledger_post_refuses_a_key_already_used_for_other_money(change):
         effective_date=datetime.date(2026, 11, 20),
     )
     assert (again, created) == (first, False)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_clerks_racing_one_reference_onto_two_accounts_post_one_deposit_and_refuse_the_other():
+    """Each clerk locks only their own account, so both pass the first check; the unique key
+    stops the second insert, and `ledger_post` then refuses it rather than return the first."""
+    import threading
+
+    from django.db import connection
+
+    accounts = [factories.account(), factories.account()]
+    barrier, outcomes = threading.Barrier(2), []
+
+    def clerk(account, amount):
+        try:
+            barrier.wait()
+            services.deposit_collect(account=account, amount=amount, tender="check", reference="CK 5")
+            outcomes.append("posted")
+        except DuplicateReference as exc:
+            outcomes.append(str(exc))
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=clerk, args=(a, amount))
+        for a, amount in zip(accounts, ("250.00", "60.00"), strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert sorted(outcomes)[1] == "posted"
+    assert "was already posted as transaction #" in sorted(outcomes)[0]
+    assert Transaction.objects.filter(kind=Transaction.Kind.DEPOSIT_COLLECT).count() == 1
+    assert sum(account_balances(a).deposit_held for a in accounts) in (D("250.00"), D("60.00"))
