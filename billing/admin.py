@@ -18,7 +18,16 @@ from django.utils.html import format_html
 
 from accounts.admin import ACCOUNT_PAGE_PANELS
 from billing.admin_views import MoneyViews, money_panel
-from billing.models import ChargedFee, DebtPlan, LedgerAccount, Leg, Payment, ReturnedPayment, Transaction
+from billing.models import (
+    ChargedFee,
+    DebtPlan,
+    LedgerAccount,
+    Leg,
+    Payment,
+    RefundPayout,
+    ReturnedPayment,
+    Transaction,
+)
 from coop.admin_tools import BigTableAdmin, ExactSearchMixin, ReadOnlyInline, ViewOnlyMixin, account_link
 from coop.models import FeeScheduleEntry
 
@@ -270,6 +279,33 @@ class DebtPlanAdmin(ViewOnlyAdmin):
     @admin.display(description="cancelled by")
     def cancelled_by_name(self, obj):
         return _actor(obj.cancelled_by) if obj.status == DebtPlan.Status.CANCELLED else ""
+
+
+@admin.register(RefundPayout)
+class RefundPayoutAdmin(ViewOnlyAdmin):
+    list_display = (
+        "paid_on",
+        "check_number",
+        "account_number",
+        "amount",
+        "refund",
+        "actor_name",
+        "created_at",
+    )
+    list_select_related = ("refund__account", "actor")
+    search_fields = ("check_number", "refund__account__number")
+    search_help_text = "Check number or account number (exactly)."
+    sortable_by = ()
+    ordering = ("-id",)
+    readonly_fields = ("created_at",)  # not editable, so not shown unless named
+
+    @admin.display(description="account")
+    def account_number(self, obj):
+        return account_link(obj.refund.account)
+
+    @admin.display(description="by")
+    def actor_name(self, obj):
+        return _actor(obj.actor)
 
 
 # --- The ledger ----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Account
-from billing.exceptions import BillingError, PaymentRefused
+from billing.exceptions import BillingError, DuplicateReference, PaymentRefused
 from billing.ledger import (
     coop_ledger_account,
     ledger_post,
@@ -23,6 +23,7 @@ from billing.models import (
     LedgerAccount,
     Payment,
     Receivable,
+    RefundPayout,
     ReturnedPayment,
     Transaction,
 )
@@ -762,6 +763,10 @@ def refund_pay(*, refund: Transaction, actor, reference: str, on=None) -> Transa
     reference = (reference or "").strip()
     if not reference:
         raise BillingError("Give the number of the check that pays the refund out.")
+    if len(reference) > RefundPayout._meta.get_field("check_number").max_length:
+        raise BillingError(
+            f"A check number has at most 80 characters; {reference[:20]}… has {len(reference)}."
+        )
     if refund.account is not None:
         _lock_account(refund.account)  # one payout of a refund at a time
     amount = -refund.legs.get(ledger_account__purpose=P.REFUNDS_PAYABLE).amount
@@ -778,6 +783,15 @@ def refund_pay(*, refund: Transaction, actor, reference: str, on=None) -> Transa
     )
     if earlier is not None:
         return earlier
+    # A check pays one refund: the same number on a second refund would mark it paid with no
+    # check written for it. (The unique check number is the database's guard; this is the message.)
+    used = RefundPayout.objects.filter(check_number=reference).first()
+    if used is not None:
+        raise DuplicateReference(
+            f"Check {reference} already paid out refund #{used.refund_id} as transaction "
+            f"#{used.transaction_id} (${used.amount} on {used.paid_on:%B %-d, %Y})."
+        )
+    on = on or timezone.localdate()
     txn, _ = ledger_post(
         kind=Transaction.Kind.REFUND,
         legs=[
@@ -785,10 +799,13 @@ def refund_pay(*, refund: Transaction, actor, reference: str, on=None) -> Transa
             (coop_ledger_account(P.CASH_CLEARING, tender=Payment.Tender.CHECK), -amount),
         ],
         idempotency_key=key,
-        effective_date=on or timezone.localdate(),
+        effective_date=on,
         actor=actor,
         memo=memo,
         account=refund.account,
+    )
+    RefundPayout.objects.create(
+        refund=refund, transaction=txn, check_number=reference, amount=amount, paid_on=on, actor=actor
     )
     return txn
 

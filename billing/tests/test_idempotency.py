@@ -22,7 +22,7 @@ from accounts.tests import factories
 from billing import services
 from billing.exceptions import DuplicateReference
 from billing.ledger import coop_ledger_account, ledger_post, member_ledger_account
-from billing.models import LedgerAccount, Payment, Receivable, Transaction
+from billing.models import LedgerAccount, Payment, Receivable, RefundPayout, Transaction
 from billing.selectors import account_balances
 from coop import roles
 from coop.models import Policy
@@ -198,6 +198,24 @@ def test_a_refund_paid_again_with_another_check_is_refused_naming_the_first_payo
         f"Refund #{refund.pk} paid, check CK 9001)."
     )
     assert _snapshot() == before
+
+
+def test_a_check_that_paid_one_refund_cannot_pay_another(manager, refund):
+    payout = services.refund_pay(refund=refund, actor=manager, reference="CK 9001")
+    account = factories.account(billing_mode=POSTPAID)
+    services.deposit_collect(account=account, amount="100.00", tender="cash", reference="d-2")
+    second = services.deposit_refund(account=account, actor=manager, reason="moved away")
+    before = _snapshot()
+
+    with pytest.raises(DuplicateReference) as refused:
+        services.refund_pay(refund=second, actor=manager, reference="CK 9001")
+
+    assert str(refused.value) == (
+        f"Check CK 9001 already paid out refund #{refund.pk} as transaction #{payout.pk} "
+        "($100.00 on November 20, 2026)."
+    )
+    assert _snapshot() == before
+    assert RefundPayout.objects.get().refund == refund
 
 
 def test_a_payout_is_not_a_refund_to_pay_out(manager, refund):

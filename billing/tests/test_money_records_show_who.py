@@ -17,7 +17,7 @@ from accounts.models import Account
 from accounts.tests import factories
 from billing import services
 from billing.exceptions import BillingError
-from billing.models import ChargedFee, DebtPlan, Payment, ReturnedPayment, Transaction
+from billing.models import ChargedFee, DebtPlan, Payment, RefundPayout, ReturnedPayment, Transaction
 from coop import roles
 from coop.models import Policy
 
@@ -167,6 +167,10 @@ def test_every_ledger_transaction_shows_who_when_and_why(auditor, clerk, manager
         assert txn.memo in listing
     assert all(why in listing for why in whys)
     assert "Cleo Clark" in listing and "Mona Manning" in listing
+    payout = RefundPayout.objects.get()
+    for page in (_page(auditor, RefundPayout), _page(auditor, RefundPayout, payout)):
+        assert "CK 900" in page and _when(payout.paid_on) in page and _when(payout.created_at) in page
+    assert "Mona Manning" in _page(auditor, RefundPayout)
 
 
 def test_an_imported_payment_shows_its_operator(auditor, clerk, tmp_path):
