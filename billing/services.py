@@ -754,19 +754,15 @@ def credit_refund(*, account, actor, on=None) -> Transaction:
 def refund_pay(*, refund: Transaction, actor, reference: str, on=None) -> Transaction:
     """Pay out a refund (deposit or credit) by check: refunds payable down, cash out."""
     _require_manager(actor, "pay out a refund")
-    # A payout is itself a REFUND transaction; "paying it out" would put the money back.
-    if refund.kind not in (
-        Transaction.Kind.REFUND,
-        Transaction.Kind.DEPOSIT_REFUND,
-    ) or refund.idempotency_key.startswith("refund-paid:"):
+    if refund.kind not in (Transaction.Kind.REFUND, Transaction.Kind.DEPOSIT_REFUND):
         raise BillingError(f"Transaction #{refund.pk} is not a refund.")
+    if refund.idempotency_key.startswith("refund-paid:"):  # a payout is a REFUND too; paying it undoes it
+        raise BillingError(f"Transaction #{refund.pk} is the payout of a refund, not a refund.")
     reference = (reference or "").strip()
     if not reference:
         raise BillingError("Give the number of the check that pays the refund out.")
     if len(reference) > RefundPayout._meta.get_field("check_number").max_length:
-        raise BillingError(
-            f"A check number has at most 80 characters; {reference[:20]}… has {len(reference)}."
-        )
+        raise BillingError(f"A check number has at most 80 characters (this one has {len(reference)}).")
     if refund.account is not None:
         _lock_account(refund.account)  # one payout of a refund at a time
     amount = -refund.legs.get(ledger_account__purpose=P.REFUNDS_PAYABLE).amount

@@ -220,7 +220,7 @@ def test_a_check_that_paid_one_refund_cannot_pay_another(manager, refund):
 
 def test_a_payout_is_not_a_refund_to_pay_out(manager, refund):
     payout = services.refund_pay(refund=refund, actor=manager, reference="CK 9001")
-    with pytest.raises(services.BillingError, match=f"#{payout.pk} is not a refund"):
+    with pytest.raises(services.BillingError, match=f"#{payout.pk} is the payout of a refund"):
         services.refund_pay(refund=payout, actor=manager, reference="CK 9003")
 
 
