@@ -167,6 +167,10 @@ def test_every_ledger_transaction_shows_who_when_and_why(auditor, clerk, manager
         assert txn.memo in listing
     assert all(why in listing for why in whys)
     assert "Cleo Clark" in listing and "Mona Manning" in listing
+    # The account page's money panel too (its newest 20 transactions, with who and the day).
+    panel = auditor.get(reverse("admin:accounts_account_change", args=[account.pk])).content.decode()
+    assert all(why in panel for why in whys) and "Cleo Clark" in panel and "Mona Manning" in panel
+    assert "Nov 20, 2026" in panel  # the panel's own date format (M j, Y)
     payout = RefundPayout.objects.get()
     for page in (_page(auditor, RefundPayout), _page(auditor, RefundPayout, payout)):
         assert "CK 900" in page and _when(payout.paid_on) in page and _when(payout.created_at) in page
