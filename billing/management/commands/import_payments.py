@@ -37,10 +37,10 @@ class Command(BaseCommand):
         )
         parser.add_argument("--dry-run", action="store_true", help="Check the file; post nothing.")
 
-    def handle(self, *args, file, operator, skip_bad, tender, dry_run, verbosity, **options):
+    def handle(self, *args, file, skip_bad, tender, dry_run, verbosity, **options):
         try:
             result = payment_file_import(
-                actor=import_operator(operator),
+                actor=import_operator(options["operator"]),
                 path=file,
                 default_tender=tender,
                 skip_bad=skip_bad,
