@@ -3,7 +3,7 @@
 import datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Account
@@ -800,9 +800,15 @@ def refund_pay(*, refund: Transaction, actor, reference: str, on=None) -> Transa
         memo=memo,
         account=refund.account,
     )
-    RefundPayout.objects.create(
-        refund=refund, transaction=txn, check_number=reference, amount=amount, paid_on=on, actor=actor
-    )
+    try:
+        with transaction.atomic():
+            RefundPayout.objects.create(
+                refund=refund, transaction=txn, check_number=reference, amount=amount, paid_on=on, actor=actor
+            )
+    except IntegrityError as exc:  # another refund's payout took this check number meanwhile
+        raise DuplicateReference(
+            f"Check {reference} already paid out another refund. Nothing was posted."
+        ) from exc
     return txn
 
 
