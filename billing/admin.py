@@ -18,7 +18,16 @@ from django.utils.html import format_html
 
 from accounts.admin import ACCOUNT_PAGE_PANELS
 from billing.admin_views import MoneyViews, money_panel
-from billing.models import ChargedFee, DebtPlan, LedgerAccount, Leg, Payment, ReturnedPayment, Transaction
+from billing.models import (
+    ChargedFee,
+    DebtPlan,
+    LedgerAccount,
+    Leg,
+    Payment,
+    RefundPayout,
+    ReturnedPayment,
+    Transaction,
+)
 from coop.admin_tools import BigTableAdmin, ExactSearchMixin, ReadOnlyInline, ViewOnlyMixin, account_link
 from coop.models import FeeScheduleEntry
 
@@ -139,8 +148,9 @@ class PaymentAdmin(ViewOnlyAdmin):
 @admin.register(ReturnedPayment)
 class ReturnedPaymentAdmin(ViewOnlyAdmin):
     list_display = ("returned_on", "receipt", "account_number", "amount", "tender", "reason", "note")
-    list_display += ("actor_name",)
+    list_display += ("actor_name", "created_at")
     list_select_related = ("payment__account", "actor")
+    readonly_fields = ("created_at",)  # not editable, so not shown unless named
     list_filter = ("reason", ("returned_on", DateFieldListFilter))
     search_fields = ("payment__receipt_number", "payment__account__number")
     search_help_text = "Receipt number or account number (exactly)."
@@ -203,8 +213,9 @@ class WaivedFilter(admin.SimpleListFilter):
 
 @admin.register(ChargedFee)
 class ChargedFeeAdmin(ViewOnlyAdmin):
-    list_display = ("charged_on", "account_number", "description", "amount", "waived", "actor_name")
-    list_select_related = ("account", "actor")
+    list_display = ("charged_on", "account_number", "description", "amount", "actor_name", "posted_at")
+    list_display += ("waived", "waived_by_name", "waive_reason")
+    list_select_related = ("account", "actor", "transaction", "waived_by")
     list_filter = (FeeCodeFilter, WaivedFilter, ("charged_on", DateFieldListFilter))
     search_fields = ("account__number",)
     search_help_text = "Account number (exactly)."
@@ -226,6 +237,14 @@ class ChargedFeeAdmin(ViewOnlyAdmin):
     def waived(self, obj):
         return obj.is_waived
 
+    @admin.display(description="posted at")
+    def posted_at(self, obj):
+        return obj.transaction.posted_at
+
+    @admin.display(description="waived by")
+    def waived_by_name(self, obj):
+        return _actor(obj.waived_by) if obj.is_waived else ""
+
     @admin.display(description="by")
     def actor_name(self, obj):
         return _actor(obj.actor)
@@ -234,8 +253,8 @@ class ChargedFeeAdmin(ViewOnlyAdmin):
 @admin.register(DebtPlan)
 class DebtPlanAdmin(ViewOnlyAdmin):
     list_display = ("account_number", "status", "share_percent", "enrolled_amount", "enrolled_on", "ended_on")
-    list_display += ("enrolled_by_name",)
-    list_select_related = ("account", "enrolled_by")
+    list_display += ("enrolled_by_name", "share_override_reason", "cancelled_by_name", "cancel_reason")
+    list_select_related = ("account", "enrolled_by", "cancelled_by")
     list_filter = ("status",)
     search_fields = ("account__number",)
     search_help_text = "Account number (exactly)."
@@ -256,6 +275,37 @@ class DebtPlanAdmin(ViewOnlyAdmin):
     @admin.display(description="enrolled by")
     def enrolled_by_name(self, obj):
         return _actor(obj.enrolled_by)
+
+    @admin.display(description="cancelled by")
+    def cancelled_by_name(self, obj):
+        return _actor(obj.cancelled_by) if obj.status == DebtPlan.Status.CANCELLED else ""
+
+
+@admin.register(RefundPayout)
+class RefundPayoutAdmin(ViewOnlyAdmin):
+    list_display = (
+        "paid_on",
+        "check_number",
+        "account_number",
+        "amount",
+        "refund",
+        "actor_name",
+        "created_at",
+    )
+    list_select_related = ("refund__account", "actor")
+    search_fields = ("check_number", "refund__account__number")
+    search_help_text = "Check number or account number (exactly)."
+    sortable_by = ()
+    ordering = ("-id",)
+    readonly_fields = ("created_at",)  # not editable, so not shown unless named
+
+    @admin.display(description="account")
+    def account_number(self, obj):
+        return account_link(obj.refund.account)
+
+    @admin.display(description="by")
+    def actor_name(self, obj):
+        return _actor(obj.actor)
 
 
 # --- The ledger ----------------------------------------------------------------------------------

@@ -560,6 +560,9 @@ class MoneyViews:
                 initial["amount"] = required - held
         form = self._bound(DepositCollectForm, request, initial=initial)
 
+        # Transactions take increasing ids: one at or below the newest before the call was already there.
+        newest = Transaction.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
         def call(data):
             return services.deposit_collect(
                 account=account,
@@ -570,6 +573,13 @@ class MoneyViews:
             )
 
         def done(txn):
+            if txn.pk <= newest:  # the same deposit entered again: the service returned it
+                messages.warning(
+                    request,
+                    f"{txn.memo} was already collected on {timezone.localtime(txn.posted_at):%B %-d, %Y}. "
+                    "Nothing new was posted.",
+                )
+                return HttpResponseRedirect(_account_url(account.pk))
             return self._done(request, account, f"Deposit collected: {txn.memo}.")
 
         return self._form_view(
@@ -613,7 +623,9 @@ class MoneyViews:
         form = self._bound(DepositRefundForm, request)
 
         def call(data):
-            return services.deposit_refund(account=account, actor=request.user, amount=data["amount"])
+            return services.deposit_refund(
+                account=account, actor=request.user, reason=data["reason"], amount=data["amount"]
+            )
 
         def done(txn):
             return self._done(request, account, "Deposit refunded: it is in refunds payable, to be paid out.")

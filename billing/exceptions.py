@@ -13,8 +13,15 @@ class PaymentRefused(BillingError):
     """A payment the rules do not allow (below the minimum, a check under restriction...)."""
 
 
-class DuplicatePayment(BillingError):
-    """The tender and reference were already posted, to another account or for another amount."""
+class DuplicateReference(BillingError):
+    """An idempotency key (a processor reference, a check number, a bill's name) already used for
+    other money: another kind, account, amount or tender (billing.ledger.ledger_same_as_before).
+    Nothing was posted."""
+
+
+# Payments' name for it: the tender and reference were already posted, to another account or for
+# another amount.
+DuplicatePayment = DuplicateReference
 
 
 class RatesError(BillingError):

@@ -121,6 +121,7 @@ class DepositRefundForm(forms.Form):
         help_text="Leave blank to refund all of the deposit held. It goes to refunds payable; "
         "a manager pays it out.",
     )
+    reason = reason_field(help_text="For example: account closed, or a year of payments on time.")
 
 
 class PlanEnrollForm(forms.Form):

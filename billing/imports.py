@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -53,6 +54,34 @@ _AMOUNT = re.compile(r"([+-]?)\$?(\d*)(?:\.(\d*))?")
 
 class PaymentFileError(BillingError):
     """The file as a whole cannot be imported (unreadable, wrong columns). Nothing was posted."""
+
+
+def import_operator(username: str):
+    """The staff user an import is done by, checked before anything is read: every payment posted
+    records who imported it (Payment.actor and its transaction's actor)."""
+    user = get_user_model().objects.filter(username=(username or "").strip()).first()
+    if user is None:
+        raise PaymentFileError(
+            f"There is no user '{username}'; give the username of the operator. Nothing was posted."
+        )
+    return _checked_operator(user)
+
+
+def _checked_operator(user):
+    if user is None:
+        raise PaymentFileError(
+            "An import needs the operator who runs it (--operator USERNAME). Nothing was posted."
+        )
+    if not user.is_active:
+        raise PaymentFileError(
+            f"User '{user.get_username()}' is inactive; they cannot import payments. Nothing was posted."
+        )
+    if not user.has_perm("billing.add_payment"):
+        raise PaymentFileError(
+            f"User '{user.get_username()}' may not post payments (billing.add_payment); "
+            "they cannot import them. Nothing was posted."
+        )
+    return user
 
 
 @dataclass(frozen=True)
@@ -459,17 +488,22 @@ def payment_file_import(
     default_tender: str | None = None,
     skip_bad: bool = False,
     dry_run: bool = False,
-    actor=None,
+    actor,
     keep_receipts: bool = False,
 ) -> ImportResult:
     """Import a payment file (see the module's docstring). Idempotent: a row whose tender and
     reference were already posted to the same account for the same amount is a duplicate, not an
     error, so importing a file again posts nothing new.
 
+    `actor` is the staff user doing the import (see `import_operator`); it is recorded on every
+    payment. Raises PaymentFileError, before reading the file, if it is missing, inactive or may
+    not post payments.
+
     Raises PaymentFileError when the file cannot be imported at all. Otherwise returns what was
     found; `result.applied` says whether the posted rows were committed (not in a dry run, and
     not when a row was bad unless `skip_bad`).
     """
+    actor = _checked_operator(actor)
     path = Path(path)
     if default_tender is not None:
         default_tender = Payment.Tender(default_tender).value

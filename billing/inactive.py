@@ -178,7 +178,7 @@ def final_bill(*, account: Account, policy: Policy, on: datetime.date, actor=Non
     if not policy.refund_credit_on_final_bill:
         return
     if balances.deposit_held > 0:
-        services.deposit_refund(account=account, actor=actor, on=on)
+        services.deposit_refund(account=account, actor=actor, reason="final bill", on=on)
     if balances.prepaid_credit > 0:
         # The same posting as services.credit_refund, which is a manager's decision for a closing
         # account; here the policy has already decided (refund_credit_on_final_bill), and the sweep

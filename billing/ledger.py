@@ -12,8 +12,8 @@ from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
 
-from billing.exceptions import LedgerError
-from billing.models import LedgerAccount, Leg, Transaction
+from billing.exceptions import DuplicateReference, LedgerError
+from billing.models import LedgerAccount, Leg, Payment, Transaction
 from coop.money import to_cents
 
 
@@ -69,6 +69,46 @@ def _normalise(legs) -> list[tuple[LedgerAccount, Decimal]]:
     return result
 
 
+def _amount_and_tender(legs) -> tuple[Decimal, str]:
+    """What a transaction moves, from its (purpose, tender, amount) legs: the sum of its debits (=
+    minus the sum of its credits), and the tender of its cash-clearing leg ("" when it has none)."""
+    amount = sum((a for _, _, a in legs if a > 0), Decimal("0.00"))
+    tender = next((t for p, t, _ in legs if p == LedgerAccount.Purpose.CASH_CLEARING), "")
+    return amount, tender
+
+
+def ledger_same_as_before(
+    *, idempotency_key: str, kind: str, account, amount, tender: str = "", memo: str | None = None, what=""
+) -> Transaction | None:
+    """The transaction already posted under `idempotency_key`, if any, provided it is the same money:
+    the same kind, member account, amount and tender (and `memo`, when given). A key used before for
+    anything else raises DuplicateReference naming the earlier record (its receipt or transaction
+    number, account, amount and day), so a retry is harmless but a reused reference never silently
+    swallows a second, different posting. `what` names the key for the message ("Check reference
+    1234"); every service that takes an external reference calls this before posting, and
+    `ledger_post` calls it again for every key it is given."""
+    earlier = Transaction.objects.filter(idempotency_key=idempotency_key).select_related("account").first()
+    if earlier is None:
+        return None
+    legs = list(earlier.legs.values_list("ledger_account__purpose", "ledger_account__tender", "amount"))
+    amount_then, tender_then = _amount_and_tender(legs)
+    then = (earlier.kind, earlier.account_id, amount_then, tender_then)
+    now = (kind, account.pk if account is not None else None, to_cents(amount), tender or "")
+    if then == now and (memo is None or memo[:300] == earlier.memo):
+        return earlier
+    payment = Payment.objects.filter(transaction=earlier).only("receipt_number").first()
+    if payment is not None:
+        record, memo_then = f"receipt {payment.receipt_number}", ""
+    else:
+        record = f"transaction #{earlier.pk}, {earlier.get_kind_display().lower()}"
+        memo_then = f": {earlier.memo}" if earlier.memo else ""
+    to = f" to account {earlier.account.number}" if earlier.account else ""
+    raise DuplicateReference(
+        f"{what or f'Key {idempotency_key}'} was already posted as {record} "
+        f"(${amount_then}{to} on {earlier.effective_date:%B %-d, %Y}{memo_then})."
+    )
+
+
 @transaction.atomic
 def ledger_post(
     *,
@@ -84,12 +124,15 @@ def ledger_post(
     """Post one balanced transaction. Returns (transaction, created).
 
     Idempotent on `idempotency_key`: posting the same key again returns the transaction already
-    posted and changes nothing, even when two processes race to post it.
+    posted and changes nothing, even when two processes race to post it. The same key for other
+    money (another kind, account, amount or tender) is refused (`ledger_same_as_before`).
     """
-    existing = Transaction.objects.filter(idempotency_key=idempotency_key).first()
+    legs = _normalise(legs)
+    amount, tender = _amount_and_tender([(la.purpose, la.tender, a) for la, a in legs])
+    same = {"kind": kind, "account": account, "amount": amount, "tender": tender}
+    existing = ledger_same_as_before(idempotency_key=idempotency_key, **same)
     if existing is not None:
         return existing, False
-    legs = _normalise(legs)
     # Lock the touched ledger accounts in id order (a fixed order cannot deadlock) before reading or
     # moving their balances.
     ids = sorted(la.pk for la, _ in legs)
@@ -112,7 +155,7 @@ def ledger_post(
             )
     except IntegrityError:
         # Another process posted the same key between our check and our insert.
-        existing = Transaction.objects.filter(idempotency_key=idempotency_key).first()
+        existing = ledger_same_as_before(idempotency_key=idempotency_key, **same)
         if existing is None:
             raise
         return existing, False

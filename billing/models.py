@@ -256,6 +256,28 @@ class ChargedFee(models.Model):
         return self.waiver_transaction_id is not None
 
 
+class RefundPayout(models.Model):
+    """A refund (a deposit refunded, credit refunded) paid out by one of the cooperative's checks:
+    one payout per refund, and one refund per check number (`billing.services.refund_pay`)."""
+
+    refund = models.OneToOneField(Transaction, on_delete=models.PROTECT, related_name="payout")
+    transaction = models.OneToOneField(Transaction, on_delete=models.PROTECT, related_name="refund_payout")
+    check_number = models.CharField(max_length=80, unique=True)
+    amount = MoneyField()
+    paid_on = models.DateField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_payout_positive")]
+
+    def __str__(self):
+        return f"Refund #{self.refund_id} paid by check {self.check_number}"
+
+
 class DebtPlan(models.Model):
     """A debt-management plan: a share of every payment goes to the account's arrears until they
     are paid in full."""
@@ -278,6 +300,9 @@ class DebtPlan(models.Model):
     )
     ended_on = models.DateField(null=True, blank=True)
     cancel_reason = models.CharField(max_length=300, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         ordering = ["-enrolled_on", "-id"]

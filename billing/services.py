@@ -3,12 +3,18 @@
 import datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Account
-from billing.exceptions import BillingError, DuplicatePayment, PaymentRefused
-from billing.ledger import coop_ledger_account, ledger_post, ledger_reverse, member_ledger_account
+from billing.exceptions import BillingError, DuplicateReference, PaymentRefused
+from billing.ledger import (
+    coop_ledger_account,
+    ledger_post,
+    ledger_reverse,
+    ledger_same_as_before,
+    member_ledger_account,
+)
 from billing.models import (
     Allocation,
     ChargedFee,
@@ -17,6 +23,7 @@ from billing.models import (
     LedgerAccount,
     Payment,
     Receivable,
+    RefundPayout,
     ReturnedPayment,
     Transaction,
 )
@@ -187,14 +194,17 @@ def payment_post(
     day = timezone.localdate(received_at)
     account = _lock_account(account)
 
-    existing = Payment.objects.filter(tender=tender, reference=reference).first()
-    if existing is not None:
-        if existing.account_id == account.pk and existing.amount == amount:
-            return existing, False
-        raise DuplicatePayment(
-            f"{tender.label} reference {reference} was already posted as receipt {existing.receipt_number} "
-            f"(${existing.amount} to account {existing.account.number})."
-        )
+    key = f"payment:{tender}:{reference}"
+    earlier = ledger_same_as_before(
+        idempotency_key=key,
+        kind=Transaction.Kind.PAYMENT,
+        account=account,
+        amount=amount,
+        tender=tender,
+        what=f"{tender.label} reference {reference}",
+    )
+    if earlier is not None:
+        return Payment.objects.get(transaction=earlier), False
     if account.status == Account.Status.CLOSED:
         raise PaymentRefused(f"Account {account.number} is closed; it takes no payments.")
     policy = Policy.objects.in_force(day)
@@ -232,7 +242,7 @@ def payment_post(
             (member_ledger_account(account, P.ARREARS), -to_arrears),
             (member_ledger_account(account, P.AMOUNT_DUE), -to_due),
         ],
-        idempotency_key=f"payment:{tender}:{reference}",
+        idempotency_key=key,
         effective_date=day,
         actor=actor,
         memo=f"{tender.label} {reference}",
@@ -370,6 +380,12 @@ def payment_return(
     payment = Payment.objects.select_for_update().get(pk=payment.pk)
     if payment.status == Payment.Status.RETURNED:
         raise BillingError(f"Payment {payment.receipt_number} was already returned.")
+    if reason not in ReturnedPayment.Reason.values:
+        raise BillingError(
+            f"'{reason}' is not a return reason; use one of {', '.join(ReturnedPayment.Reason)}."
+        )
+    if reason == ReturnedPayment.Reason.OTHER and not note.strip():
+        raise BillingError("A return for another reason needs a note saying what the reason is.")
     reversal = ledger_reverse(
         original=payment.transaction,
         actor=actor,
@@ -451,7 +467,8 @@ def plan_cancel(*, plan: DebtPlan, actor, reason: str) -> DebtPlan:
     plan.status = DebtPlan.Status.CANCELLED
     plan.ended_on = timezone.localdate()
     plan.cancel_reason = reason.strip()
-    plan.save(update_fields=["status", "ended_on", "cancel_reason"])
+    plan.cancelled_by = actor
+    plan.save(update_fields=["status", "ended_on", "cancel_reason", "cancelled_by"])
     notices.notify_plan_change(plan_id=plan.pk)
     return plan
 
@@ -540,13 +557,25 @@ def deposit_collect(*, account, amount, tender: str, reference: str, actor=None,
         raise BillingError("A deposit needs an amount above $0.00 and a reference.")
     account = _lock_account(account)
     tender = Payment.Tender(tender)
+    key = f"deposit:{tender}:{reference.strip()}"
+    # A retry returns the deposit already collected; the reference of another deposit is refused.
+    earlier = ledger_same_as_before(
+        idempotency_key=key,
+        kind=Transaction.Kind.DEPOSIT_COLLECT,
+        account=account,
+        amount=amount,
+        tender=tender,
+        what=f"{tender.label} reference {reference.strip()}",
+    )
+    if earlier is not None:
+        return earlier
     txn, _ = ledger_post(
         kind=Transaction.Kind.DEPOSIT_COLLECT,
         legs=[
             (coop_ledger_account(P.CASH_CLEARING, tender=tender), amount),
             (member_ledger_account(account, P.DEPOSIT_HELD), -amount),
         ],
-        idempotency_key=f"deposit:{tender}:{reference.strip()}",
+        idempotency_key=key,
         effective_date=on or timezone.localdate(),
         actor=actor,
         memo=f"Deposit, {tender.label} {reference.strip()}",
@@ -568,6 +597,8 @@ def _held_amount(account, amount) -> Decimal:
 def deposit_apply(*, account, actor, reason: str, amount=None, on=None) -> Transaction:
     """Apply a held deposit to the account: to the prepaid balance (on conversion to prepaid) or
     against what is owed (a final bill): arrears first, then the amount due."""
+    if not reason.strip():
+        raise BillingError("Say why the deposit is applied.")
     account = _lock_account(account)
     amount = _held_amount(account, amount)
     if account.billing_mode == Account.BillingMode.PREPAID:
@@ -587,7 +618,7 @@ def deposit_apply(*, account, actor, reason: str, amount=None, on=None) -> Trans
         idempotency_key=_next_key(account, "deposit-apply"),
         effective_date=on or timezone.localdate(),
         actor=actor,
-        memo=f"Deposit applied: {reason}",
+        memo=f"Deposit applied: {reason.strip()}",
         account=account,
     )
     if _is_postpaid(account):
@@ -597,8 +628,10 @@ def deposit_apply(*, account, actor, reason: str, amount=None, on=None) -> Trans
 
 
 @transaction.atomic
-def deposit_refund(*, account, actor, amount=None, on=None) -> Transaction:
+def deposit_refund(*, account, actor, reason: str, amount=None, on=None) -> Transaction:
     """Refund a held deposit: it moves to refunds payable until the refund is paid out."""
+    if not reason.strip():
+        raise BillingError("Say why the deposit is refunded.")
     account = _lock_account(account)
     amount = _held_amount(account, amount)
     txn, _ = ledger_post(
@@ -610,7 +643,7 @@ def deposit_refund(*, account, actor, amount=None, on=None) -> Transaction:
         idempotency_key=_next_key(account, "deposit-refund"),
         effective_date=on or timezone.localdate(),
         actor=actor,
-        memo="Deposit refunded",
+        memo=f"Deposit refunded: {reason.strip()}",
         account=account,
     )
     notices.notify_deposit_change(transaction_id=txn.pk)
@@ -723,21 +756,59 @@ def refund_pay(*, refund: Transaction, actor, reference: str, on=None) -> Transa
     _require_manager(actor, "pay out a refund")
     if refund.kind not in (Transaction.Kind.REFUND, Transaction.Kind.DEPOSIT_REFUND):
         raise BillingError(f"Transaction #{refund.pk} is not a refund.")
+    if refund.idempotency_key.startswith("refund-paid:"):  # a payout is a REFUND too; paying it undoes it
+        raise BillingError(f"Transaction #{refund.pk} is the payout of a refund, not a refund.")
+    reference = (reference or "").strip()
+    if not reference:
+        raise BillingError("Give the number of the check that pays the refund out.")
+    if len(reference) > RefundPayout._meta.get_field("check_number").max_length:
+        raise BillingError(f"A check number has at most 80 characters (this one has {len(reference)}).")
+    if refund.account is not None:
+        _lock_account(refund.account)  # one payout of a refund at a time
     amount = -refund.legs.get(ledger_account__purpose=P.REFUNDS_PAYABLE).amount
-    txn, created = ledger_post(
+    key, memo = f"refund-paid:{refund.pk}", f"Refund #{refund.pk} paid, check {reference}"
+    # The same check again returns the payout already posted; another check is a second payout.
+    earlier = ledger_same_as_before(
+        idempotency_key=key,
+        kind=Transaction.Kind.REFUND,
+        account=refund.account,
+        amount=amount,
+        tender=Payment.Tender.CHECK,
+        memo=memo,
+        what=f"The payout of refund #{refund.pk}",
+    )
+    if earlier is not None:
+        return earlier
+    # A check pays one refund: the same number on a second refund would mark it paid with no
+    # check written for it. (The unique check number is the database's guard; this is the message.)
+    used = RefundPayout.objects.filter(check_number=reference).first()
+    if used is not None:
+        raise DuplicateReference(
+            f"Check {reference} already paid out refund #{used.refund_id} as transaction "
+            f"#{used.transaction_id} (${used.amount} on {used.paid_on:%B %-d, %Y})."
+        )
+    on = on or timezone.localdate()
+    txn, _ = ledger_post(
         kind=Transaction.Kind.REFUND,
         legs=[
             (coop_ledger_account(P.REFUNDS_PAYABLE), amount),
             (coop_ledger_account(P.CASH_CLEARING, tender=Payment.Tender.CHECK), -amount),
         ],
-        idempotency_key=f"refund-paid:{refund.pk}",
-        effective_date=on or timezone.localdate(),
+        idempotency_key=key,
+        effective_date=on,
         actor=actor,
-        memo=f"Refund #{refund.pk} paid, check {reference}",
+        memo=memo,
         account=refund.account,
     )
-    if not created:
-        raise BillingError(f"Refund #{refund.pk} was already paid out.")
+    try:
+        with transaction.atomic():
+            RefundPayout.objects.create(
+                refund=refund, transaction=txn, check_number=reference, amount=amount, paid_on=on, actor=actor
+            )
+    except IntegrityError as exc:  # another refund's payout took this check number meanwhile
+        raise DuplicateReference(
+            f"Check {reference} already paid out another refund. Nothing was posted."
+        ) from exc
     return txn
 
 
@@ -814,16 +885,17 @@ def receivable_add(
     account = _lock_account(account)
     if not _is_postpaid(account):
         raise BillingError(f"Account {account.number} is prepaid; it has no bills with due dates.")
-    if idempotency_key:
-        existing = Receivable.objects.filter(transaction__idempotency_key=idempotency_key).first()
-        if existing is not None:
-            if existing.account_id == account.pk and existing.amount == amount:
-                return existing, False
-            raise BillingError(
-                f"Bill {idempotency_key} was already added (${existing.amount} to account "
-                f"{existing.account.number})."
-            )
     revenue, txn_kind = _REVENUE_OF[kind]
+    if idempotency_key:
+        earlier = ledger_same_as_before(
+            idempotency_key=idempotency_key,
+            kind=txn_kind,
+            account=account,
+            amount=amount,
+            what=f"Bill {idempotency_key}",
+        )
+        if earlier is not None:
+            return Receivable.objects.get(transaction=earlier), False
     on = on or timezone.localdate()
     txn, created = ledger_post(
         kind=txn_kind,

@@ -56,6 +56,7 @@ AUDIT_MODELS = {
     ("billing", "deduction"),
     ("billing", "dailyrun"),
     ("billing", "disconnectdecision"),
+    ("billing", "refundpayout"),
     ("meters", "meterread"),
     ("notifications", "message"),
     ("notifications", "webhookevent"),

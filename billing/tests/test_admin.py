@@ -270,7 +270,7 @@ def test_posting_the_same_reference_again_shows_the_first_receipt_and_posts_noth
     errors = response.context["form"].non_field_errors()
     assert errors == [
         f"Cash reference BOOK-0001 was already posted as receipt {payment.receipt_number} "
-        "($50.00 to account 3000100)."
+        "($50.00 to account 3000100 on November 20, 2026)."
     ]
     assert Payment.objects.count() == 1
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 
 from accounts.models import Account
@@ -15,6 +17,7 @@ from billing import services
 from billing.imports import payment_file_import
 from billing.models import Payment
 from billing.selectors import account_balances
+from coop import roles
 from coop.models import Policy
 
 pytestmark = pytest.mark.django_db
@@ -49,11 +52,21 @@ def write(tmp_path, *lines, name="payments.csv", bom=False):
     return path
 
 
+@pytest.fixture(autouse=True)
+def operator():
+    """The clerk every import in this file is run by (--operator)."""
+    user = get_user_model().objects.create_user("lockbox-clerk", password="x")
+    user.groups.add(Group.objects.get(name=roles.CLERK))
+    return user
+
+
 def run(path, *args):
     """Run the command; return (exit status, stdout, stderr) as a shell would see them."""
     out, err = StringIO(), StringIO()
     try:
-        call_command("import_payments", str(path), *args, stdout=out, stderr=err)
+        call_command(
+            "import_payments", str(path), "--operator", "lockbox-clerk", *args, stdout=out, stderr=err
+        )
         code = 0
     except CommandError as exc:
         err.write(f"CommandError: {exc}\n")
@@ -199,7 +212,7 @@ def test_check_restriction_and_a_reference_posted_to_another_account_are_bad_row
         f"line 2: tender: {restricted.member} may not pay by check until November 2, 2027 (returned "
         "checks). Take cash, a certified check or a card.",
         f"line 3: reference: ACH reference ACH-9 was already posted as receipt {earlier.receipt_number} "
-        f"($30.00 to account {other.number}).",
+        f"($30.00 to account {other.number} on November 20, 2026).",
     ]
     assert Payment.objects.count() == count
 
@@ -374,11 +387,11 @@ def test_the_lockbox_sample_posts_every_item_and_a_second_import_posts_nothing(t
     assert Payment.objects.count() == 12
 
 
-def test_account_numbers_are_checked_a_chunk_at_a_time(tmp_path, django_assert_max_num_queries):
+def test_account_numbers_are_checked_a_chunk_at_a_time(tmp_path, operator, django_assert_max_num_queries):
     path = write(tmp_path, HEADER, *(f"{9000000 + i},20.00,cash,N-{i},2026-11-19" for i in range(1200)))
 
     with django_assert_max_num_queries(8):
-        result = payment_file_import(path=path)
+        result = payment_file_import(path=path, actor=operator)
 
     assert result.bad == 1200
     assert not result.applied

@@ -165,7 +165,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if model.deposit <= 0:
             return
         if refund:
-            services.deposit_refund(account=account, actor=self.manager)
+            services.deposit_refund(account=account, actor=self.manager, reason="test")
         else:
             services.deposit_apply(account=account, actor=self.manager, reason="conversion")
             to_arrears = min(model.deposit, max(model.arrears, ZERO))

@@ -90,7 +90,7 @@ def test_deposit_collected_and_refunded_are_each_announced(policy, manager, capl
     ids = queued(account, "deposit_change")
     assert events.notify_deposit_change(transaction_id=txn.pk) == []
     assert "deposit collected on acct" in sms_of(ids).body and "held now $150.00" in sms_of(ids).body
-    billing.deposit_refund(account=account, actor=manager)
+    billing.deposit_refund(account=account, actor=manager, reason="moved away")
     again = [pk for pk in queued(account, "deposit_change") if pk not in ids]
     assert "deposit refunded" in sms_of(again).body and "held now $0.00" in sms_of(again).body
     payment, _ = billing.payment_post(account=account, amount=Decimal("5.00"), tender="cash", reference="x")

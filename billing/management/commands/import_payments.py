@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.imports import COLUMNS, PaymentFileError, RowProblem, payment_file_import
+from billing.imports import COLUMNS, PaymentFileError, RowProblem, import_operator, payment_file_import
 from billing.models import Payment
 
 
@@ -15,11 +15,18 @@ class Command(BaseCommand):
         "the cooperative's time zone) or a date (noon local). Every row is checked first; if any is "
         "bad nothing is posted and the command exits 1, unless --skip-bad. A row already posted "
         "(same tender, reference, account and amount) is reported as a duplicate, so importing a file "
-        "twice posts nothing new."
+        "twice posts nothing new. --operator names the staff user doing the import; it is recorded on every "
+        "payment."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="The CSV file.")
+        parser.add_argument(
+            "--operator",
+            required=True,
+            metavar="USERNAME",
+            help="The staff user doing the import (active, may post payments); recorded on every payment.",
+        )
         parser.add_argument(
             "--skip-bad", action="store_true", help="Post the good rows and report the bad ones."
         )
@@ -33,6 +40,7 @@ class Command(BaseCommand):
     def handle(self, *args, file, skip_bad, tender, dry_run, verbosity, **options):
         try:
             result = payment_file_import(
+                actor=import_operator(options["operator"]),
                 path=file,
                 default_tender=tender,
                 skip_bad=skip_bad,
