@@ -2,6 +2,7 @@
 
 import datetime
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -78,6 +79,23 @@ ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
     S.CANCELLED: frozenset(),
 }
 OPPOSITE = {K.DISCONNECT: K.RECONNECT, K.RECONNECT: K.DISCONNECT}
+
+# "May this disconnect still go ahead?" Callables `check(order=..., at=...) -> str | None` that
+# apps above meters register at start-up (billing.apps: the prepaid rules, billing.prepaid.
+# disconnect_objection), the way ACCOUNT_PAGE_PANELS works in accounts/admin.py, so meters never
+# imports billing. Each returns why the cut must not happen (a funded balance, a hold, grace, the
+# window) or None. They are asked with the account's row locked, immediately before a disconnect
+# order is sent (`at` = now) and again when its confirmation comes (`at` = when it was sent).
+DISCONNECT_CHECKS: list[Callable[..., str | None]] = []
+
+
+def disconnect_objection(order: ServiceOrder, *, at: datetime.datetime) -> str | None:
+    """The first registered check's objection to carrying out a disconnect order, or None."""
+    for check in DISCONNECT_CHECKS:
+        reason = check(order=order, at=at)
+        if reason:
+            return reason
+    return None
 
 
 def _setting(name: str, default: int) -> int:
@@ -232,7 +250,9 @@ def order_send(*, order_id, force: bool = False, now=None) -> ServiceOrder:
     """
     now = now or timezone.now()
     with transaction.atomic():
-        order = _locked(order_id)
+        # The account's lock, not only the order's: a payment takes it too, so none can commit
+        # between the re-check below and the head-end call (held for that call's few seconds).
+        order = _lock_account_then_order(order_id)
         if order.status not in (S.QUEUED, S.FAILED):
             return order
         if (
@@ -241,6 +261,13 @@ def order_send(*, order_id, force: bool = False, now=None) -> ServiceOrder:
             and (order.next_attempt_at is None or order.next_attempt_at > now)
         ):
             return order
+        if order.kind == K.DISCONNECT:
+            objection = disconnect_objection(order, at=now)
+            if objection:
+                # Not sent: the next disconnect run decides afresh if the account is still due.
+                _cancel_locked(order, actor=None, reason=f"not sent, {objection}")
+                logger.info("Disconnect order %s cancelled before sending: %s", order.pk, objection)
+                return order
         _send_locked(order, now=now)
         order.save()
     return order
@@ -256,12 +283,65 @@ def order_fail(*, order_id, error: str, permanent: bool = False, now=None) -> Se
     return order
 
 
+def _how(order: ServiceOrder) -> str:
+    return "by the head-end" if order.adapter == ServiceOrder.Adapter.SIMULATED_AMI else "by the line crew"
+
+
+def _reverse_cut(order: ServiceOrder, *, account: Account, actor, why: str) -> ServiceOrder:
+    """The switch opened although the cut must not stand (`why`): the account's status follows
+    the meter (disconnected, with the reason) and a reconnect order is requested at once; the
+    account becomes active again when that is confirmed. No disconnect notice: the member hears
+    that service is restored. Call with the account and the order locked."""
+    from accounts.services import account_change_status
+
+    if account.status == Account.Status.ACTIVE:
+        account_change_status(
+            account=account,
+            to_status=Account.Status.DISCONNECTED,
+            actor=actor,
+            reason=f"Order #{order.pk}: cut {_how(order)}, to be reversed at once",
+        )
+    reconnect = order_request(
+        account=account,
+        kind=K.RECONNECT,
+        reason=f"Reversing disconnect #{order.pk}: {why}",
+        actor=actor,
+        due_by=timezone.now(),
+    )
+    logger.warning("Disconnect order %s reversed by reconnect order %s: %s", order.pk, reconnect.pk, why)
+    return reconnect
+
+
+def _cut_after_cancel(order: ServiceOrder, *, actor, now) -> ServiceOrder:
+    """The head-end (or a crew) carried out a disconnect that had been cancelled: it acted before
+    the cancel arrived. The order stays cancelled; `confirmed_at` records when the cut was
+    reported and its note says so and names the reconnect order that reverses it."""
+    account = Account.objects.get(pk=order.account_id)  # locked by the caller
+    cancelled = order.last_error
+    reconnect = _reverse_cut(
+        order, account=account, actor=actor, why=f"carried out {_how(order)} after it was cancelled"
+    )
+    order.confirmed_at = now
+    order.confirmed_by = actor
+    order.last_error = (
+        f"{cancelled} Carried out {_how(order)} anyway (reported {timezone.localtime(now):%Y-%m-%d %H:%M}); "
+        f"reversed by reconnect order #{reconnect.pk}."
+    )[:2000]
+    order.save(update_fields=["confirmed_at", "confirmed_by", "last_error"])
+    return order
+
+
 @transaction.atomic
 def order_confirm(*, order_id, actor=None) -> ServiceOrder:
     """The switch has moved: the order is CONFIRMED (with who and when) and the account's status
     follows through account_change_status: active -> disconnected for a disconnect, disconnected ->
     active for a reconnect. An account already in the target status (or closed meanwhile) is left
     as it is. Confirming a confirmed order again does nothing.
+
+    A disconnect is asked again whether it may stand (`disconnect_objection`, the rules judged
+    as of when it was sent): if the balance was funded or a hold entered meanwhile, the cut is
+    reversed at once (`_reverse_cut`). A disconnect that was cancelled but carried out anyway is
+    reversed the same way (`_cut_after_cancel`).
 
     A field order still queued (its send task has not run) is put on the list and confirmed at
     once: the crew's report is what matters.
@@ -273,6 +353,11 @@ def order_confirm(*, order_id, actor=None) -> ServiceOrder:
     if order.status == S.CONFIRMED:
         return order
     now = timezone.now()
+    # Only one that reached the head-end or the field list can have been carried out.
+    if order.status == S.CANCELLED and order.kind == K.DISCONNECT and order.sent_at is not None:
+        if order.confirmed_at is not None:
+            return order  # its cut was already reported and reversed
+        return _cut_after_cancel(order, actor=actor, now=now)
     if order.adapter == ServiceOrder.Adapter.FIELD and order.status == S.QUEUED:
         _send_locked(order, now=now)
     _move(order, S.CONFIRMED)
@@ -283,8 +368,12 @@ def order_confirm(*, order_id, actor=None) -> ServiceOrder:
     account = Account.objects.get(pk=order.account_id)  # locked above
     # Kept short: the account's history keeps the reason in a 100-character column
     # (simple-history's history_change_reason), which PostgreSQL enforces.
-    how = "by the head-end" if order.adapter == ServiceOrder.Adapter.SIMULATED_AMI else "by the line crew"
+    how = _how(order)
     if order.kind == K.DISCONNECT and account.status == Account.Status.ACTIVE:
+        objection = disconnect_objection(order, at=order.sent_at or now)
+        if objection:
+            _reverse_cut(order, account=account, actor=actor, why=objection)
+            return order
         account_change_status(
             account=account,
             to_status=Account.Status.DISCONNECTED,
@@ -306,11 +395,19 @@ def order_confirm(*, order_id, actor=None) -> ServiceOrder:
 
 def order_confirm_from_headend(*, order_id, adapter: str) -> ServiceOrder | None:
     """A head-end's confirmation (the simulator's task, a real head-end's callback): confirms the
-    order if it is still SENT through that head-end. Anything else is a late or duplicate answer
-    (the order was cancelled, moved to the field list or already confirmed) and is ignored."""
+    order if it is still SENT through that head-end. A confirmation of a disconnect that was
+    sent and then cancelled means the head-end acted before the cancel arrived: the cut is
+    reversed at once (order_confirm). Anything else is a late or duplicate answer (moved to the
+    field list, already confirmed) and is ignored."""
     with transaction.atomic():
         order = _lock_account_then_order(order_id)
-        if order.status != S.SENT or order.adapter != adapter:
+        cut_after_cancel = (
+            order.status == S.CANCELLED
+            and order.kind == K.DISCONNECT
+            and order.sent_at is not None
+            and order.confirmed_at is None
+        )
+        if order.adapter != adapter or not (order.status == S.SENT or cut_after_cancel):
             logger.info("Ignored a confirmation of order %s (%s, %s).", order.pk, order.status, order.adapter)
             return None
         return order_confirm(order_id=order_id)
