@@ -431,5 +431,6 @@ def credit_posted(account) -> None:
     )
 
 
-# The name billing.services.payment_post calls (kept so that function needs no edit).
-reconnect_check_after_commit = credit_posted
+def reconnect_check_after_commit(account) -> None:
+    """The name billing.services.payment_post calls (kept so that function needs no edit)."""
+    credit_posted(account)
