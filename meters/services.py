@@ -10,7 +10,8 @@ from django.db import transaction
 from django.utils import timezone
 from django_q import tasks as q
 
-from accounts.models import Account
+from accounts.models import Account, ServiceHold
+from coop.calendar import local_today
 from meters.exceptions import HeadEndPermanentError, HeadEndTransientError, IllegalOrderTransition
 from meters.headend import adapter_for, adapter_for_meter
 from meters.models import Meter, MeterInstallation, ServiceOrder
@@ -210,6 +211,60 @@ def order_request(*, account, kind: str, reason: str, actor=None, due_by=None) -
         requested_by=actor,
     )
     _enqueue_send(order.pk)
+    return order
+
+
+RECONNECT_UNFUNDED_PERMISSION = "meters.reconnect_unfunded"
+
+
+@transaction.atomic
+def order_reconnect_unfunded(
+    *, account, actor, reason: str, hold_until: datetime.date | None = None
+) -> ServiceOrder:
+    """A billing manager's override: reconnect a disconnected account whatever its balance, with
+    the reason (required) on the reconnect order, who asked in `requested_by`. The account becomes
+    active when the order is confirmed, like any reconnect (order_confirm); until then it stays
+    disconnected. With `hold_until`, a management hardship deferral (ServiceHold) keeps the
+    disconnect step from cutting it again through that day; without one, an account still at the
+    disconnect level is cut again by the next disconnect run.
+    """
+    if actor is None or not actor.has_perm(RECONNECT_UNFUNDED_PERMISSION):
+        raise IllegalOrderTransition("Only a billing manager may reconnect an account without funds.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise IllegalOrderTransition("Say why the account is reconnected without funds.")
+    account = Account.objects.select_for_update().get(pk=account.pk)
+    if account.status != Account.Status.DISCONNECTED:
+        raise IllegalOrderTransition(
+            f"Account {account.number} is {account.get_status_display().lower()}; only a "
+            "disconnected account is reconnected."
+        )
+    today = local_today()
+    if hold_until is not None:
+        if hold_until < today:
+            raise ValidationError({"hold_until": f"The hold cannot end before today ({today:%Y-%m-%d})."})
+        hold = ServiceHold(
+            account=account,
+            kind=ServiceHold.Kind.MANAGEMENT,
+            starts_on=today,
+            expires_on=hold_until,
+            note=f"Reconnected without funds: {reason}"[:300],
+            entered_by=actor,
+        )
+        hold._history_user = actor
+        hold.full_clean()
+        hold.save()
+    who = actor.get_username()
+    order = order_request(
+        account=account,
+        kind=K.RECONNECT,
+        reason=f"Manager's override by {who} (reconnect without funds): {reason}",
+        actor=actor,
+        due_by=timezone.now(),
+    )
+    logger.info(
+        "Account %s: reconnect without funds requested by %s (order %s).", account.number, who, order.pk
+    )
     return order
 
 
