@@ -491,8 +491,9 @@ def order_cancel(*, order_id, reason: str, actor=None) -> ServiceOrder:
 def order_move_to_field(*, order_id, actor=None) -> ServiceOrder:
     """Hand an open order to a line crew: it becomes a field order, on the field list (SENT) at
     once, whatever the head-end made of it. For meters the head-end cannot reach, or orders that
-    failed for good."""
-    order = _locked(order_id)
+    failed for good. A disconnect is re-checked first, as before any send: one that must not
+    go ahead any more (disconnect_objection) is refused with the reason, to be cancelled."""
+    order = _lock_account_then_order(order_id)
     if order.status not in ServiceOrder.OPEN_STATUSES:
         raise IllegalOrderTransition(
             f"Order #{order.pk} is {order.get_status_display().lower()}; "
@@ -500,6 +501,12 @@ def order_move_to_field(*, order_id, actor=None) -> ServiceOrder:
         )
     if order.adapter == ServiceOrder.Adapter.FIELD and order.status == S.SENT:
         return order
+    if order.kind == K.DISCONNECT:
+        objection = disconnect_objection(order, at=timezone.now())
+        if objection:
+            raise IllegalOrderTransition(
+                f"Disconnect order #{order.pk} must not go ahead: {objection}. Cancel it instead."
+            )
     previous, previous_error = order.get_adapter_display(), order.last_error
     order.adapter = ServiceOrder.Adapter.FIELD
     _send_locked(order, now=timezone.now())

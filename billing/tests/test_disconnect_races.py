@@ -30,8 +30,9 @@ from billing.selectors import account_balances
 from coop.calendar import coop_zone, local_today
 from coop.services import policy_load_presets, weather_hold_create
 from meters import tasks as meter_tasks
+from meters.exceptions import IllegalOrderTransition
 from meters.models import ServiceOrder
-from meters.services import meter_create, meter_install, order_confirm, order_send
+from meters.services import meter_create, meter_install, order_confirm, order_move_to_field, order_send
 from notifications.models import Message, Notice
 
 D = Decimal
@@ -432,3 +433,20 @@ def test_a_payment_and_the_send_at_the_same_moment_never_leave_a_funded_account_
         assert order.status == S.CANCELLED
         assert status(account) == Account.Status.ACTIVE and meter_is_on(account)
         assert all(r.status == S.CONFIRMED for r in reconnects(account))
+
+
+@pytest.mark.django_db
+def test_a_failed_cut_of_a_funded_account_is_not_moved_to_the_field_list(queued, settings, monkeypatch):
+    preset("B")
+    account = prepaid_account("-1.00")
+    settings.HEADEND_SIMULATOR_FAIL = "all"
+    order = order_send(order_id=decide(account).pk)
+    assert order.status == S.FAILED
+    monkeypatch.setattr(prepaid, "credit_posted", lambda account: None)  # a credit that cancels nothing
+    pay(account, "20.00")
+    with pytest.raises(
+        IllegalOrderTransition, match=f"Disconnect order #{order.pk} must not go ahead: prepaid"
+    ):
+        order_move_to_field(order_id=order.pk)
+    order.refresh_from_db()
+    assert (order.status, order.adapter) == (S.FAILED, ServiceOrder.Adapter.SIMULATED_AMI)
