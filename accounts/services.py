@@ -128,6 +128,13 @@ _METER_MOVE_HELP = {
 }
 
 
+# "Is this pending account's meter switched off?" Callables `check(account) -> str | None` that
+# meters registers at start-up (meters.apps: meters.services.meter_left_off), so accounts never
+# imports meters. A pending account whose meter was left switched off (by the last account at the
+# location) needs a reconnect order, not a clerk's hand, to become active.
+ACTIVATION_CHECKS = []
+
+
 @transaction.atomic
 def account_change_status_by_hand(*, account: Account, to_status: str, actor, reason: str) -> Account:
     """A clerk's status change (the admin's "Change status" box and list action): only the moves
@@ -142,6 +149,14 @@ def account_change_status_by_hand(*, account: Account, to_status: str, actor, re
             f"Account {locked.number} is {from_status.label.lower()} and cannot be made "
             f"{to_status.label.lower()} by hand. {_METER_MOVE_HELP[from_status, to_status]}"
         )
+    if (from_status, to_status) == (Account.Status.PENDING, Account.Status.ACTIVE):
+        for check in ACTIVATION_CHECKS:
+            if off := check(locked):
+                raise IllegalStatusTransition(
+                    f"Account {locked.number} cannot be made active by hand: {off}. A billing manager "
+                    'connects it with "Reconnect without funds" on its page; it becomes active when '
+                    "the meter's switch is confirmed closed."
+                )
     if to_status not in Account.MANUAL_TRANSITIONS[from_status]:
         allowed = ", ".join(sorted(s.label for s in Account.MANUAL_TRANSITIONS[from_status])) or "none"
         raise IllegalStatusTransition(

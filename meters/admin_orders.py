@@ -9,7 +9,8 @@ The field list (Service orders → Field list) is the line crews' printable shee
 sorted by town and street address (the cooperative keeps no route numbers), each with a
 "Confirm done" button for the clerk when the crew reports back.
 
-A disconnected account's page shows billing managers a "Reconnect without funds" box (a panel in
+A disconnected account's page (or a pending one's whose meter was left switched off) shows
+billing managers a "Reconnect without funds" box (a panel in
 accounts.admin.ACCOUNT_PAGE_PANELS): a required reason and an optional hold date, posted to
 ServiceOrderAdmin.reconnect_unfunded_view, which calls meters.services.order_reconnect_unfunded.
 The account becomes active when the reconnect order is confirmed, like any reconnect.
@@ -78,9 +79,11 @@ class ReconnectUnfundedForm(forms.Form):
 
 def reconnect_unfunded_panel(request, account) -> str:
     """On a disconnected account's page, for billing managers: the override's form."""
-    if account.status != Account.Status.DISCONNECTED or not request.user.has_perm(
-        services.RECONNECT_UNFUNDED_PERMISSION
-    ):
+    if account.status not in (Account.Status.DISCONNECTED, Account.Status.PENDING):
+        return ""  # no query for the accounts it never applies to
+    if not request.user.has_perm(services.RECONNECT_UNFUNDED_PERMISSION):
+        return ""
+    if not services.reconnect_unfunded_applies(account):
         return ""
     form = ReconnectUnfundedForm()
     return format_html(

@@ -162,6 +162,28 @@ def current_meter(location_id) -> Meter | None:
     return installation.meter if installation else None
 
 
+def meter_left_off(account) -> str | None:
+    """Why the meter at a (pending) account's location is switched off, or None: the last order
+    carried out on the meter installed there now was a disconnect (confirmed, or cancelled but
+    carried out anyway), whichever account it was for. Registered in
+    accounts.services.ACTIVATION_CHECKS by meters.apps."""
+    meter = current_meter(account.location_id)
+    if meter is None:
+        return None
+    last = (
+        ServiceOrder.objects.filter(meter=meter, confirmed_at__isnull=False)
+        .select_related("account")
+        .order_by("-confirmed_at", "-id")
+        .first()
+    )
+    if last is None or last.kind != K.DISCONNECT:
+        return None
+    return (
+        f"meter {meter.serial} at this location was switched off by order #{last.pk} "
+        f"(account {last.account.number}) and has not been switched on since"
+    )
+
+
 def open_order(*, account_id, kind: str) -> ServiceOrder | None:
     return ServiceOrder.objects.filter(
         account_id=account_id, kind=kind, status__in=ServiceOrder.OPEN_STATUSES
@@ -217,11 +239,20 @@ def order_request(*, account, kind: str, reason: str, actor=None, due_by=None) -
 RECONNECT_UNFUNDED_PERMISSION = "meters.reconnect_unfunded"
 
 
+def reconnect_unfunded_applies(account) -> bool:
+    """Whether a manager's reconnect without funds is for this account: a disconnected one, or a
+    pending one whose meter the last account at the location left switched off."""
+    if account.status == Account.Status.DISCONNECTED:
+        return True
+    return account.status == Account.Status.PENDING and meter_left_off(account) is not None
+
+
 @transaction.atomic
 def order_reconnect_unfunded(
     *, account, actor, reason: str, hold_until: datetime.date | None = None
 ) -> ServiceOrder:
-    """A billing manager's override: reconnect a disconnected account whatever its balance, with
+    """A billing manager's override: reconnect a disconnected account whatever its balance (or
+    switch on the meter of a pending account that the last account there left off), with
     the reason (required) on the reconnect order, who asked in `requested_by`. The account becomes
     active when the order is confirmed, like any reconnect (order_confirm); until then it stays
     disconnected. With `hold_until`, a management hardship deferral (ServiceHold) keeps the
@@ -234,10 +265,10 @@ def order_reconnect_unfunded(
     if not reason:
         raise IllegalOrderTransition("Say why the account is reconnected without funds.")
     account = Account.objects.select_for_update().get(pk=account.pk)
-    if account.status != Account.Status.DISCONNECTED:
+    if not reconnect_unfunded_applies(account):
         raise IllegalOrderTransition(
             f"Account {account.number} is {account.get_status_display().lower()}; only a "
-            "disconnected account is reconnected."
+            "disconnected account (or a pending one whose meter was left switched off) is reconnected."
         )
     today = local_today()
     if hold_until is not None:
@@ -437,14 +468,19 @@ def order_confirm(*, order_id, actor=None) -> ServiceOrder:
         )
         # The member hears of it once the cut is confirmed, with what it takes to restore.
         notify_disconnected(account_id=account.pk)
-    elif order.kind == K.RECONNECT and account.status == Account.Status.DISCONNECTED:
+    elif order.kind == K.RECONNECT and account.status in (
+        Account.Status.DISCONNECTED,
+        Account.Status.PENDING,
+    ):
+        restored = account.status == Account.Status.DISCONNECTED
         account_change_status(
             account=account,
             to_status=Account.Status.ACTIVE,
             actor=actor,
             reason=f"Service order #{order.pk}: reconnect confirmed {how}",
         )
-        notify_restored(account_id=account.pk)
+        if restored:  # a new account's first connection is not a restoration
+            notify_restored(account_id=account.pk)
     return order
 
 

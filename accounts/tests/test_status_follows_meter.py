@@ -260,7 +260,58 @@ def test_the_override_is_only_for_a_disconnected_account(client, manager):
     account = account_in(S.INACTIVE)
     client.force_login(manager)
     response = client.post(_override_url(account), {"reason": "mistake"}, follow=True)
-    assert f"Account {account.number} is inactive; only a disconnected account is reconnected." in _messages(
-        response
-    )
+    assert (
+        f"Account {account.number} is inactive; only a disconnected account (or a pending one whose "
+        "meter was left switched off) is reconnected."
+    ) in _messages(response)
     assert not ServiceOrder.objects.filter(account=account).exists()
+
+
+def _meter_left_off():
+    """The last account at a location was cut (the disconnect confirmed), then closed; a new
+    member's account there is pending, its meter still switched off."""
+    old = account_in(S.ACTIVE)
+    cut = meter_services.order_request(account=old, kind=ServiceOrder.Kind.DISCONNECT, reason="moved out")
+    meter_services.order_send(order_id=cut.pk)
+    meter_tasks.order_confirm_task(cut.pk)
+    for step in (S.INACTIVE, S.CLOSED):
+        services.account_change_status(account=old, to_status=step, actor=None, reason="setup")
+    return cut, factories.account(location=old.location)
+
+
+def test_a_pending_account_whose_meter_was_left_off_is_not_made_active_by_hand(clerk):
+    cut, new = _meter_left_off()
+    with pytest.raises(IllegalStatusTransition) as refused:
+        services.account_change_status_by_hand(
+            account=new, to_status=S.ACTIVE, actor=clerk, reason="Meter set"
+        )
+    assert str(refused.value).startswith(
+        f"Account {new.number} cannot be made active by hand: meter {cut.meter.serial} at this location was "
+        f"switched off by order #{cut.pk} (account {cut.account.number}) and has not been switched on since."
+    )
+    new.refresh_from_db()
+    assert new.status == S.PENDING
+    # Closing it instead needs nothing from the meter.
+    services.account_change_status_by_hand(account=new, to_status=S.CLOSED, actor=clerk, reason="withdrawn")
+
+
+def test_a_manager_switches_on_the_meter_of_such_a_pending_account_and_it_becomes_active(client, manager):
+    cut, new = _meter_left_off()
+    client.force_login(manager)
+    page = client.get(reverse("admin:accounts_account_change", args=[new.pk])).content.decode()
+    assert _override_url(new) in page
+    client.post(_override_url(new), {"reason": "New member, deposit paid"})
+    (order,) = ServiceOrder.objects.filter(account=new)
+    assert (order.kind, order.meter, order.requested_by) == (ServiceOrder.Kind.RECONNECT, cut.meter, manager)
+    meter_services.order_send(order_id=order.pk)
+    meter_tasks.order_confirm_task(order.pk)
+    new.refresh_from_db()
+    assert new.status == S.ACTIVE and new.opened_on is not None
+    assert meter_services.meter_left_off(new) is None
+
+
+def test_a_pending_account_with_its_meter_on_gets_no_override_box(client, manager):
+    account = account_in(S.PENDING)
+    client.force_login(manager)
+    page = client.get(reverse("admin:accounts_account_change", args=[account.pk])).content.decode()
+    assert _override_url(account) not in page
