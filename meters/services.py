@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_q import tasks as q
 
@@ -404,6 +405,25 @@ def _cut_after_cancel(order: ServiceOrder, *, actor, now) -> ServiceOrder:
     reported and its note says so and names the reconnect order that reverses it."""
     account = Account.objects.get(pk=order.account_id)  # locked by the caller
     cancelled = order.last_error
+    # A head-end carries out one meter's orders in the order it took them. If a later order has
+    # been carried out already (the reconnect that followed this one, or a new cut), this report
+    # is about a switch position since overtaken: noted, nothing else.
+    later = (
+        ServiceOrder.objects.filter(account_id=order.account_id, pk__gt=order.pk)
+        .filter(Q(confirmed_at__isnull=False) | Q(kind=K.DISCONNECT, status__in=ServiceOrder.OPEN_STATUSES))
+        .order_by("pk")
+        .first()
+    )
+    if later is not None:
+        order.last_error = (
+            f"{cancelled} Reported carried out {_how(order)} at {timezone.localtime(now):%Y-%m-%d %H:%M}, "
+            f"after order #{later.pk}: overtaken, ignored."
+        )[:2000]
+        order.save(update_fields=["last_error"])
+        logger.info(
+            "Ignored a late confirmation of cancelled order %s (order %s came later).", order.pk, later.pk
+        )
+        return order
     reconnect = _reverse_cut(
         order, account=account, actor=actor, why=f"carried out {_how(order)} after it was cancelled"
     )
@@ -427,7 +447,8 @@ def order_confirm(*, order_id, actor=None) -> ServiceOrder:
     A disconnect is asked again whether it may stand (`disconnect_objection`, the rules judged
     as of when it was sent): if the balance was funded or a hold entered meanwhile, the cut is
     reversed at once (`_reverse_cut`). A disconnect that was cancelled but carried out anyway is
-    reversed the same way (`_cut_after_cancel`).
+    reversed the same way (`_cut_after_cancel`), unless a later order of the account was carried
+    out first (the report is then overtaken and only noted).
 
     A field order still queued (its send task has not run) is put on the list and confirmed at
     once: the crew's report is what matters.

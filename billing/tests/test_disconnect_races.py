@@ -450,3 +450,19 @@ def test_a_failed_cut_of_a_funded_account_is_not_moved_to_the_field_list(queued,
         order_move_to_field(order_id=order.pk)
     order.refresh_from_db()
     assert (order.status, order.adapter) == (S.FAILED, ServiceOrder.Adapter.SIMULATED_AMI)
+
+
+@pytest.mark.django_db
+def test_a_late_report_of_a_cancelled_cut_after_its_reconnect_was_carried_out_is_ignored(queued):
+    preset("B")
+    account = prepaid_account("-1.00")
+    order = order_send(order_id=decide(account).pk)
+    pay(account, "20.00")  # cancels it, and a reconnect follows
+    (reconnect,) = reconnects(account)
+    order_send(order_id=reconnect.pk)
+    meter_tasks.order_confirm_task(reconnect.pk)  # the head-end works in order: the switch is closed
+    meter_tasks.order_confirm_task(order.pk)  # the earlier cut's report, arriving late
+    order.refresh_from_db()
+    assert order.last_error.endswith(f"after order #{reconnect.pk}: overtaken, ignored.")
+    assert order.confirmed_at is None and reconnects(account) == [reconnect]
+    assert status(account) == Account.Status.ACTIVE and meter_is_on(account)
