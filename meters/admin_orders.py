@@ -193,6 +193,8 @@ class ServiceOrderAdmin(BigTableAdmin):
                     f"it is {order.get_status_display().lower()}; only queued or failed orders are retried."
                 )
             sent = services.order_send(order_id=order.pk, force=True)
+            if sent.status == S.CANCELLED:  # the re-check before sending stopped it
+                raise CoopError(f"not sent and cancelled: {sent.last_error}")
             if sent.status == S.FAILED:
                 raise CoopError(f"the head-end refused it again: {sent.last_error}")
 

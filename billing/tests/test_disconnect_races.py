@@ -17,7 +17,9 @@ import pytest
 import time_machine
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.contrib.messages import get_messages
 from django.db import connection
+from django.urls import reverse
 from django_q import tasks as q_tasks
 from django_q.conf import Conf
 
@@ -466,3 +468,26 @@ def test_a_late_report_of_a_cancelled_cut_after_its_reconnect_was_carried_out_is
     assert order.last_error.endswith(f"after order #{reconnect.pk}: overtaken, ignored.")
     assert order.confirmed_at is None and reconnects(account) == [reconnect]
     assert status(account) == Account.Status.ACTIVE and meter_is_on(account)
+
+
+@pytest.mark.django_db
+def test_a_clerks_retry_of_a_cut_that_may_no_longer_happen_says_it_was_cancelled(
+    queued, settings, monkeypatch, client, manager
+):
+    preset("B")
+    account = prepaid_account("-1.00")
+    settings.HEADEND_SIMULATOR_FAIL = "all"
+    order = order_send(order_id=decide(account).pk)
+    settings.HEADEND_SIMULATOR_FAIL = ""
+    monkeypatch.setattr(prepaid, "credit_posted", lambda account: None)  # a credit that cancels nothing
+    pay(account, "20.00")
+    client.force_login(manager)
+    response = client.post(
+        reverse("admin:meters_serviceorder_changelist"),
+        {"action": "retry", "_selected_action": [order.pk], "index": 0},
+        follow=True,
+    )
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    assert any(m.startswith(f"Order #{order.pk}: not sent and cancelled: Cancelled at") for m in shown), shown
+    order.refresh_from_db()
+    assert order.status == S.CANCELLED and order.attempts == 1
