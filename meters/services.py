@@ -12,6 +12,7 @@ from django.utils import timezone
 from django_q import tasks as q
 
 from accounts.models import Account, ServiceHold
+from accounts.services import account_change_status
 from coop.calendar import local_today
 from meters.exceptions import HeadEndPermanentError, HeadEndTransientError, IllegalOrderTransition
 from meters.headend import adapter_for, adapter_for_meter
@@ -379,8 +380,6 @@ def _reverse_cut(order: ServiceOrder, *, account: Account, actor, why: str) -> S
     the meter (disconnected, with the reason) and a reconnect order is requested at once; the
     account becomes active again when that is confirmed. No disconnect notice: the member hears
     that service is restored. Call with the account and the order locked."""
-    from accounts.services import account_change_status
-
     if account.status == Account.Status.ACTIVE:
         account_change_status(
             account=account,
@@ -453,7 +452,6 @@ def order_confirm(*, order_id, actor=None) -> ServiceOrder:
     A field order still queued (its send task has not run) is put on the list and confirmed at
     once: the crew's report is what matters.
     """
-    from accounts.services import account_change_status
     from notifications.events import notify_disconnected, notify_restored
 
     order = _lock_account_then_order(order_id)
