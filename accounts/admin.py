@@ -2,9 +2,12 @@
 
 Every list page is a `BigTableAdmin` (coop/admin_tools.py): a count that stops at 10,000, a
 search that uses the indexes (accounts/migrations/0002_admin_search_indexes.py on PostgreSQL)
-and no query per row. An account's status moves only through
-`accounts.services.account_change_status` (the "Change status" box on the account page, or the
-list action), which checks the lifecycle and writes the audit record.
+and no query per row. A clerk moves an account's status only through
+`accounts.services.account_change_status_by_hand` (the "Change status" box on the account page,
+or the list action), which checks the lifecycle, writes the audit record and refuses the moves
+only the meter's switch may make (disconnected <-> active, closing an active account): those
+happen when a service order is confirmed. A manager's reconnect of an unfunded account is its
+own button on the account page (meters/admin_orders.py), which requests the reconnect order.
 """
 
 from django import forms
@@ -235,9 +238,10 @@ class StatusChangeForm(forms.Form):
 
     def __init__(self, *args, account, **kwargs):
         super().__init__(*args, **kwargs)
-        # Offer only the moves the lifecycle allows now. Any status is accepted on submit, so a
-        # page that went stale (someone else moved the account) gets the service's own message.
-        allowed = Account.ALLOWED_TRANSITIONS[Account.Status(account.status)]
+        # Offer only the moves a clerk may make now (none that needs the meter's switch). Any
+        # status is accepted on submit, so a stale page or a hand-made post gets the service's
+        # own message.
+        allowed = Account.MANUAL_TRANSITIONS[Account.Status(account.status)]
         self.fields["to_status"].widget.choices = [(s.value, s.label) for s in Account.Status if s in allowed]
 
 
@@ -246,6 +250,16 @@ class AccountActionForm(ActionForm):
         label="New status", required=False, choices=[("", "---------"), *Account.Status.choices]
     )
     reason = forms.CharField(label="Reason", required=False, max_length=200)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Offered: the statuses a clerk can move some account to by hand (never "disconnected").
+        # Any status is accepted, so the service's message explains a refused move.
+        by_hand = set().union(*Account.MANUAL_TRANSITIONS.values())
+        self.fields["to_status"].widget.choices = [
+            ("", "---------"),
+            *((s.value, s.label) for s in Account.Status if s in by_hand),
+        ]
 
 
 @admin.register(Account)
@@ -359,7 +373,7 @@ class AccountAdmin(BigTableAdmin, HistoryAdmin):
         if (
             account is not None
             and self.has_change_permission(request, account)
-            and Account.ALLOWED_TRANSITIONS[Account.Status(account.status)]
+            and Account.MANUAL_TRANSITIONS[Account.Status(account.status)]
         ):
             extra_context["status_form"] = StatusChangeForm(account=account)
         return super().change_view(request, object_id, form_url, extra_context)
@@ -385,7 +399,8 @@ class AccountAdmin(BigTableAdmin, HistoryAdmin):
         return HttpResponseRedirect(reverse("admin:accounts_account_change", args=[account.pk]))
 
     @admin.action(
-        description="Change status of selected accounts (give the new status and a reason)",
+        description="Change status of selected accounts (give the new status and a reason; "
+        "not the moves the meter makes)",
         permissions=["change"],
     )
     def change_status(self, request, queryset):
@@ -411,14 +426,14 @@ class AccountAdmin(BigTableAdmin, HistoryAdmin):
 
     def _change_statuses(self, request, accounts, to_status, reason):
         """Move every account or none: a clerk who sees an error knows nothing changed."""
-        from accounts.services import account_change_status
+        from accounts.services import account_change_status_by_hand
 
         label = Account.Status(to_status).label.lower()
         errors = []
         with transaction.atomic():
             for account in accounts:
                 try:
-                    account_change_status(
+                    account_change_status_by_hand(
                         account=account, to_status=to_status, actor=request.user, reason=reason
                     )
                 except IllegalStatusTransition as e:

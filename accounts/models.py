@@ -141,6 +141,23 @@ class Account(models.Model):
         Status.INACTIVE: {Status.CLOSED},
         Status.CLOSED: set(),
     }
+    # Moves that only the meter's switch may make: they happen when a service order is confirmed
+    # (meters.services.order_confirm), never by a clerk's hand, so the records never say "in
+    # service" while the meter is off (or the reverse). Closing an active account would leave a
+    # live meter that nobody is billed for: it is disconnected first. The rest of
+    # ALLOWED_TRANSITIONS (MANUAL_TRANSITIONS) is what the admin's "Change status" offers.
+    METER_TRANSITIONS = {
+        (Status.ACTIVE, Status.DISCONNECTED): "disconnect",
+        (Status.DISCONNECTED, Status.ACTIVE): "reconnect",
+        (Status.ACTIVE, Status.CLOSED): "disconnect",
+    }
+    MANUAL_TRANSITIONS = {
+        Status.PENDING: {Status.ACTIVE, Status.CLOSED},  # the meter is set at enrollment
+        Status.ACTIVE: set(),
+        Status.DISCONNECTED: {Status.INACTIVE},
+        Status.INACTIVE: {Status.CLOSED},
+        Status.CLOSED: set(),
+    }
     OPEN_STATUSES = (Status.PENDING, Status.ACTIVE, Status.DISCONNECTED)
 
     number = models.CharField("account number", max_length=20, unique=True)

@@ -108,3 +108,59 @@ def account_change_status(*, account: Account, to_status: str, actor, reason: st
     )
     account.refresh_from_db()
     return locked
+
+
+# What a clerk is told instead of a move only the meter may make (Account.METER_TRANSITIONS).
+_METER_MOVE_HELP = {
+    (Account.Status.ACTIVE, Account.Status.DISCONNECTED): (
+        "Service is cut only by a disconnect order; the account becomes disconnected when the "
+        "meter's switch is confirmed open."
+    ),
+    (Account.Status.DISCONNECTED, Account.Status.ACTIVE): (
+        "Service comes back only by a reconnect order: a payment that reaches the restore level "
+        'requests one, or a billing manager\'s "Reconnect without funds" on the account page. '
+        "The account becomes active when the meter's switch is confirmed closed."
+    ),
+    (Account.Status.ACTIVE, Account.Status.CLOSED): (
+        "Closing it would leave its meter on with nobody billed: it must be disconnected first "
+        "(a disconnect order), then it can be made inactive and closed."
+    ),
+}
+
+
+# "Is this pending account's meter switched off?" Callables `check(account) -> str | None` that
+# meters registers at start-up (meters.apps: meters.services.meter_left_off), so accounts never
+# imports meters. A pending account whose meter was left switched off (by the last account at the
+# location) needs a reconnect order, not a clerk's hand, to become active.
+ACTIVATION_CHECKS = []
+
+
+@transaction.atomic
+def account_change_status_by_hand(*, account: Account, to_status: str, actor, reason: str) -> Account:
+    """A clerk's status change (the admin's "Change status" box and list action): only the moves
+    that need nothing from the meter (Account.MANUAL_TRANSITIONS, such as closing a pending
+    account). A move the meter's switch must make is refused with what to do instead; it
+    happens when the service order is confirmed (meters.services.order_confirm)."""
+    locked = Account.objects.select_for_update().get(pk=account.pk)
+    from_status = Account.Status(locked.status)
+    to_status = Account.Status(to_status)
+    if (from_status, to_status) in Account.METER_TRANSITIONS:
+        raise IllegalStatusTransition(
+            f"Account {locked.number} is {from_status.label.lower()} and cannot be made "
+            f"{to_status.label.lower()} by hand. {_METER_MOVE_HELP[from_status, to_status]}"
+        )
+    if (from_status, to_status) == (Account.Status.PENDING, Account.Status.ACTIVE):
+        for check in ACTIVATION_CHECKS:
+            if off := check(locked):
+                raise IllegalStatusTransition(
+                    f"Account {locked.number} cannot be made active by hand: {off}. A billing manager "
+                    'connects it with "Reconnect without funds" on its page; it becomes active when '
+                    "the meter's switch is confirmed closed."
+                )
+    if to_status not in Account.MANUAL_TRANSITIONS[from_status]:
+        allowed = ", ".join(sorted(s.label for s in Account.MANUAL_TRANSITIONS[from_status])) or "none"
+        raise IllegalStatusTransition(
+            f"Account {locked.number} is {from_status.label.lower()} and cannot become "
+            f"{to_status.label.lower()}. From {from_status.label.lower()} it can become: {allowed}."
+        )
+    return account_change_status(account=account, to_status=to_status, actor=actor, reason=reason)

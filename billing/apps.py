@@ -18,3 +18,10 @@ class BillingConfig(AppConfig):
     def ready(self):
         # sender=self: post_migrate is sent once per app, this runs once per migrate.
         post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="billing.ensure_schedules")
+        # Every disconnect order is re-checked against the prepaid rules before it is sent and when
+        # it is confirmed; meters asks through its registry, so it never imports billing.
+        from billing.prepaid import disconnect_objection
+        from meters.services import DISCONNECT_CHECKS
+
+        if disconnect_objection not in DISCONNECT_CHECKS:
+            DISCONNECT_CHECKS.append(disconnect_objection)

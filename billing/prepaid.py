@@ -214,6 +214,42 @@ def disconnect_run(*, now: datetime.datetime | None = None, actor=None) -> Disco
     return summary
 
 
+def disconnect_objection(*, order: ServiceOrder, at: datetime.datetime) -> str | None:
+    """Why a disconnect order this step decided must not be carried out (any more), or None: the
+    rules `disconnect_run` applied, judged again with the account's row locked (the caller,
+    meters.services, holds it). Registered in meters.services.DISCONNECT_CHECKS by billing.apps,
+    and asked immediately before the order is sent (`at` = now) and when the head-end confirms
+    it (`at` = when it was sent; the balance and the holds as they are now).
+
+    Orders this step did not decide (no DisconnectDecision points at them) are not its to judge.
+    """
+    decision = (
+        DisconnectDecision.objects.filter(order_id=order.pk, outcome=DisconnectDecision.Outcome.ORDERED)
+        .select_related("account")
+        .first()
+    )
+    if decision is None:
+        return None
+    local = to_local(at)
+    day = local.date()
+    policy = Policy.objects.in_force(day)
+    balance = account_balances(decision.account).prepaid_credit
+    if not policy.is_disconnect_level(balance):
+        return _funded_reason(balance, policy)
+    hold = (
+        ServiceHold.objects.filter(account_id=order.account_id, starts_on__lte=day, expires_on__gte=day)
+        .order_by("-expires_on", "-id")
+        .first()
+    )
+    if hold is not None:
+        return _hold_reason(hold.kind, hold.expires_on)
+    return disconnect_grace_reason(day) or _window_reason(policy, local)
+
+
+def _funded_reason(balance: Decimal, policy: Policy) -> str:
+    return f"prepaid balance ${balance} is above the disconnect level ${policy.disconnect_level}"
+
+
 def _at(day: datetime.date, time: datetime.time) -> datetime.datetime:
     return datetime.datetime.combine(day, time, tzinfo=coop_zone())
 
@@ -326,6 +362,9 @@ def reconnect_if_restored(*, account_id: int) -> ServiceOrder | None:
     account = Account.objects.select_for_update().get(pk=account_id)
     if account.billing_mode != Account.BillingMode.PREPAID:
         return None
+    reconnect = open_order(account_id=account.pk, kind=K.RECONNECT)
+    if reconnect is not None:
+        return reconnect  # already on its way (credit_posted, or this task run before)
     disconnect = open_order(account_id=account.pk, kind=K.DISCONNECT)
     if account.status != Account.Status.DISCONNECTED and disconnect is None:
         return None
@@ -352,18 +391,46 @@ def reconnect_if_restored(*, account_id: int) -> ServiceOrder | None:
     )
 
 
-def reconnect_check_after_commit(account) -> None:
-    """billing.services.payment_post's hook, called under the account's lock: once the payment is
-    committed, enqueue reconnect_if_restored for a prepaid account that is disconnected or has an
-    open disconnect order. Nothing is enqueued if the payment's transaction rolls back."""
+def credit_posted(account) -> None:
+    """billing.services' hook after anything that may raise a prepaid balance (a payment, a credit
+    adjustment or the reversal of a debit one, a deposit applied, a fee waived), called in the
+    same transaction, under the account's row lock, after the posting:
+
+    - an open disconnect order for an account whose balance is now above the disconnect level is
+      cancelled at once, the reason on the order. One not yet at the head-end (queued, or failed
+      and waiting for a retry) never goes out. One the head-end has accepted (sent) may already
+      have opened the switch, so a reconnect order follows it; a confirmation of the cancelled
+      order that comes later is reversed too (meters.services.order_confirm);
+    - once committed, reconnect_if_restored is enqueued for a prepaid account that is
+      disconnected or still has an open disconnect order. Nothing is enqueued if the posting's
+      transaction rolls back.
+    """
     if account.billing_mode != Account.BillingMode.PREPAID:
         return
-    if (
-        account.status != Account.Status.DISCONNECTED
-        and open_order(account_id=account.pk, kind=K.DISCONNECT) is None
-    ):
+    disconnect = open_order(account_id=account.pk, kind=K.DISCONNECT)
+    if disconnect is not None:
+        policy = Policy.objects.in_force(local_today())
+        balance = account_balances(account).prepaid_credit
+        if not policy.is_disconnect_level(balance):
+            reason = _funded_reason(balance, policy)
+            if disconnect.status == ServiceOrder.Status.SENT:
+                order_request(
+                    account=account,
+                    kind=K.RECONNECT,
+                    reason=f"Disconnect #{disconnect.pk} was already with the head-end; {reason}",
+                    due_by=timezone.now() + datetime.timedelta(minutes=policy.restore_within_minutes),
+                )  # cancels the disconnect first, the reason on it
+            else:
+                order_cancel(order_id=disconnect.pk, reason=reason[0].upper() + reason[1:])
+            disconnect = None
+    if account.status != Account.Status.DISCONNECTED and disconnect is None:
         return
     account_id = account.pk
     transaction.on_commit(
         lambda: q.async_task("billing.prepaid.reconnect_if_restored", account_id=account_id)
     )
+
+
+def reconnect_check_after_commit(account) -> None:
+    """The name billing.services.payment_post calls (kept so that function needs no edit)."""
+    credit_posted(account)

@@ -7,6 +7,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Account
+from billing import prepaid
 from billing.exceptions import BillingError, DuplicateReference, PaymentRefused
 from billing.ledger import (
     coop_ledger_account,
@@ -362,6 +363,7 @@ def fee_waive(*, fee: ChargedFee, actor, reason: str) -> ChargedFee:
     fee.waived_by = actor
     fee.save(update_fields=["waiver_transaction", "waive_reason", "waived_by"])
     _cancel_items(account, original=fee.transaction, by=fee.waiver_transaction)
+    prepaid.credit_posted(account)  # a funded account is never cut (billing/prepaid.py)
     return fee
 
 
@@ -624,6 +626,7 @@ def deposit_apply(*, account, actor, reason: str, amount=None, on=None) -> Trans
     if _is_postpaid(account):
         _add_credit(account, kind=Credit.Kind.DEPOSIT, txn=txn, amount=to_due)
     notices.notify_deposit_change(transaction_id=txn.pk)
+    prepaid.credit_posted(account)  # a funded account is never cut (billing/prepaid.py)
     return txn
 
 
@@ -687,6 +690,7 @@ def adjustment_post(*, account, amount, actor, reason: str, on=None) -> Transact
                 due_date=txn.effective_date,
                 description=f"Adjustment: {reason.strip()}",
             )
+    prepaid.credit_posted(account)  # a funded account is never cut (billing/prepaid.py)
     return txn
 
 
@@ -704,6 +708,7 @@ def adjustment_reverse(*, adjustment: Transaction, actor, reason: str) -> Transa
     account = _lock_account(adjustment.account)
     reversal = ledger_reverse(original=adjustment, actor=actor, memo=f"Reversed: {reason.strip()}")
     _cancel_items(account, original=adjustment, by=reversal)
+    prepaid.credit_posted(account)  # a funded account is never cut (billing/prepaid.py)
     return reversal
 
 

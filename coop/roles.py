@@ -9,6 +9,8 @@ models adds a migration calling it again), so a fresh database always has them.
   cannot waive fees.
 - Billing manager: everything a clerk does, plus policy, the fee schedule, cycles, closures,
   weather holds and fee waivers. Financial records in `billing` are never deleted by anyone.
+  Only a manager may reconnect an unfunded account (`meters.reconnect_unfunded`, a reason
+  required; meters/migrations/0006 grants it through sync_roles).
 - Auditor: read-only, everywhere.
 - Background tasks (django-q2's schedules, queued, successful and failed tasks) are read-only for
   every role: a schedule names a function the cluster runs as the server's user. Managers may

@@ -273,6 +273,8 @@ HEADEND_MAX_ATTEMPTS = env.int("HEADEND_MAX_ATTEMPTS", default=5)
 HEADEND_RETRY_BASE_SECONDS = env.int("HEADEND_RETRY_BASE_SECONDS", default=60)
 HEADEND_RETRY_MAX_SECONDS = env.int("HEADEND_RETRY_MAX_SECONDS", default=3600)
 HEADEND_SEND_SWEEP_SECONDS = env.int("HEADEND_SEND_SWEEP_SECONDS", default=60)
+# Seconds the simulator waits before confirming an order (tests and demos of a slow head-end).
+HEADEND_SIMULATOR_CONFIRM_DELAY_SECONDS = env.float("HEADEND_SIMULATOR_CONFIRM_DELAY_SECONDS", default=0.0)
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)

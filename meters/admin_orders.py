@@ -8,20 +8,29 @@ failed orders no automatic attempt is left for.
 The field list (Service orders → Field list) is the line crews' printable sheet: open field orders,
 sorted by town and street address (the cooperative keeps no route numbers), each with a
 "Confirm done" button for the clerk when the crew reports back.
+
+A disconnected account's page (or a pending one's whose meter was left switched off) shows
+billing managers a "Reconnect without funds" box (a panel in
+accounts.admin.ACCOUNT_PAGE_PANELS): a required reason and an optional hold date, posted to
+ServiceOrderAdmin.reconnect_unfunded_view, which calls meters.services.order_reconnect_unfunded.
+The account becomes active when the reconnect order is confirmed, like any reconnect.
 """
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models.functions import Upper
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from accounts.admin import ACCOUNT_PAGE_PANELS
+from accounts.models import Account
 from coop.admin_tools import BigTableAdmin
 from coop.exceptions import CoopError
 from meters import services
@@ -51,6 +60,47 @@ class NeedsAttentionFilter(admin.SimpleListFilter):
         if self.value() == "overdue":
             return queryset.filter(status__in=ServiceOrder.OPEN_STATUSES, due_by__lt=timezone.now())
         return queryset
+
+
+class ReconnectUnfundedForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason",
+        max_length=200,
+        help_text="Why service comes back before the member has paid (kept on the order).",
+    )
+    hold_until = forms.DateField(
+        label="Keep connected until",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Optional: a management deferral through this day, so the disconnect step does "
+        "not cut it again at once.",
+    )
+
+
+def reconnect_unfunded_panel(request, account) -> str:
+    """On a disconnected account's page, for billing managers: the override's form."""
+    if account.status not in (Account.Status.DISCONNECTED, Account.Status.PENDING):
+        return ""  # no query for the accounts it never applies to
+    if not request.user.has_perm(services.RECONNECT_UNFUNDED_PERMISSION):
+        return ""
+    if not services.reconnect_unfunded_applies(account):
+        return ""
+    form = ReconnectUnfundedForm()
+    return format_html(
+        '<div class="module" id="reconnect-unfunded"><h2>Reconnect without funds (manager\'s override)</h2>'
+        '<form method="post" action="{}"><input type="hidden" name="csrfmiddlewaretoken" value="{}">'
+        "<p>{} {}</p><p>{} {}</p>"
+        '<p><input type="submit" value="Request the reconnect order"></p></form></div>',
+        reverse("admin:meters_serviceorder_reconnect_unfunded", args=[account.pk]),
+        get_token(request),
+        form["reason"].label_tag(),
+        form["reason"],
+        form["hold_until"].label_tag(),
+        form["hold_until"],
+    )
+
+
+ACCOUNT_PAGE_PANELS.append(reconnect_unfunded_panel)
 
 
 class OrderActionForm(ActionForm):
@@ -143,6 +193,8 @@ class ServiceOrderAdmin(BigTableAdmin):
                     f"it is {order.get_status_display().lower()}; only queued or failed orders are retried."
                 )
             sent = services.order_send(order_id=order.pk, force=True)
+            if sent.status == S.CANCELLED:  # the re-check before sending stopped it
+                raise CoopError(f"not sent and cancelled: {sent.last_error}")
             if sent.status == S.FAILED:
                 raise CoopError(f"the head-end refused it again: {sent.last_error}")
 
@@ -189,6 +241,11 @@ class ServiceOrderAdmin(BigTableAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("field-list/", wrap(self.field_list_view), name="meters_serviceorder_field_list"),
+            path(
+                "reconnect-unfunded/<int:account_id>/",
+                wrap(self.reconnect_unfunded_view),
+                name="meters_serviceorder_reconnect_unfunded",
+            ),
             path(
                 "field-list/<int:order_id>/confirm/",
                 wrap(self.field_confirm_view),
@@ -251,3 +308,38 @@ class ServiceOrderAdmin(BigTableAdmin):
         url = reverse("admin:meters_serviceorder_field_list")
         kind = request.POST.get("kind", "")
         return HttpResponseRedirect(f"{url}?kind={kind}" if kind else url)
+
+    def reconnect_unfunded_view(self, request, account_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm(services.RECONNECT_UNFUNDED_PERMISSION):
+            raise PermissionDenied
+        account = get_object_or_404(Account, pk=account_id)
+        back = HttpResponseRedirect(reverse("admin:accounts_account_change", args=[account.pk]))
+        form = ReconnectUnfundedForm(request.POST)
+        if not form.is_valid():
+            for field, errors in form.errors.items():
+                for error in errors:
+                    self.message_user(request, f"{form.fields[field].label}: {error}", messages.ERROR)
+            return back
+        try:
+            order = services.order_reconnect_unfunded(
+                account=account,
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+                hold_until=form.cleaned_data["hold_until"],
+            )
+        except CoopError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        except ValidationError as exc:
+            for error in exc.messages:
+                self.message_user(request, f"Keep connected until: {error}", messages.ERROR)
+        else:
+            self.log_addition(request, order, f"Reconnect without funds: {form.cleaned_data['reason']}")
+            self.message_user(
+                request,
+                f"Reconnect order #{order.pk} requested for account {account.number}; the account "
+                "becomes active when the meter confirms.",
+                messages.SUCCESS,
+            )
+        return back

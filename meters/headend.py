@@ -34,6 +34,15 @@ Settings read (all optional; read on every send so a test or an operator can cha
     HEADEND_SIMULATOR_FAIL_PERMANENT  the same, but a permanent error (not retried).
 
 Both accept a list/tuple of serials as well as a string. Serials compare case-insensitively.
+
+    HEADEND_SIMULATOR_CONFIRM_DELAY_SECONDS  how long the simulator's confirmation task waits
+                                      before it reports the switch operated (default 0; may be
+                                      a fraction). A real head-end answers seconds to minutes
+                                      later; the delay lets tests (and a demo) see a payment or a
+                                      cancel arrive while the cut is in flight. The simulator has
+                                      no cancel: it carries out every order it accepted, so a
+                                      cancelled disconnect it confirms was "carried out before the
+                                      cancel arrived" and is reversed (meters.services).
 """
 
 from django.conf import settings
@@ -50,6 +59,10 @@ def _serials(setting_name: str) -> set[str]:
     value = getattr(settings, setting_name, "") or ""
     items = value.split(",") if isinstance(value, str) else list(value)
     return {str(item).strip().upper() for item in items if str(item).strip()}
+
+
+def confirm_delay_seconds() -> float:
+    return max(0.0, float(getattr(settings, "HEADEND_SIMULATOR_CONFIRM_DELAY_SECONDS", 0) or 0))
 
 
 def _listed(setting_name: str, serial: str) -> bool:

@@ -162,6 +162,8 @@ class ServiceOrder(models.Model):
 
     class Meta:
         ordering = ["-requested_at", "-id"]
+        # Billing managers only (coop/roles.py: custom permissions are the managers' own).
+        permissions = [("reconnect_unfunded", "Can reconnect an unfunded account (manager's override)")]
         indexes = [
             models.Index(fields=["status", "adapter", "kind"]),
             models.Index(fields=["account", "-requested_at"]),

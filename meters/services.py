@@ -2,14 +2,18 @@
 
 import datetime
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_q import tasks as q
 
-from accounts.models import Account
+from accounts.models import Account, ServiceHold
+from accounts.services import account_change_status
+from coop.calendar import local_today
 from meters.exceptions import HeadEndPermanentError, HeadEndTransientError, IllegalOrderTransition
 from meters.headend import adapter_for, adapter_for_meter
 from meters.models import Meter, MeterInstallation, ServiceOrder
@@ -79,6 +83,23 @@ ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 OPPOSITE = {K.DISCONNECT: K.RECONNECT, K.RECONNECT: K.DISCONNECT}
 
+# "May this disconnect still go ahead?" Callables `check(order=..., at=...) -> str | None` that
+# apps above meters register at start-up (billing.apps: the prepaid rules, billing.prepaid.
+# disconnect_objection), the way ACCOUNT_PAGE_PANELS works in accounts/admin.py, so meters never
+# imports billing. Each returns why the cut must not happen (a funded balance, a hold, grace, the
+# window) or None. They are asked with the account's row locked, immediately before a disconnect
+# order is sent (`at` = now) and again when its confirmation comes (`at` = when it was sent).
+DISCONNECT_CHECKS: list[Callable[..., str | None]] = []
+
+
+def disconnect_objection(order: ServiceOrder, *, at: datetime.datetime) -> str | None:
+    """The first registered check's objection to carrying out a disconnect order, or None."""
+    for check in DISCONNECT_CHECKS:
+        reason = check(order=order, at=at)
+        if reason:
+            return reason
+    return None
+
 
 def _setting(name: str, default: int) -> int:
     return int(getattr(settings, name, default))
@@ -143,6 +164,28 @@ def current_meter(location_id) -> Meter | None:
     return installation.meter if installation else None
 
 
+def meter_left_off(account) -> str | None:
+    """Why the meter at a (pending) account's location is switched off, or None: the last order
+    carried out on the meter installed there now was a disconnect (confirmed, or cancelled but
+    carried out anyway), whichever account it was for. Registered in
+    accounts.services.ACTIVATION_CHECKS by meters.apps."""
+    meter = current_meter(account.location_id)
+    if meter is None:
+        return None
+    last = (
+        ServiceOrder.objects.filter(meter=meter, confirmed_at__isnull=False)
+        .select_related("account")
+        .order_by("-confirmed_at", "-id")
+        .first()
+    )
+    if last is None or last.kind != K.DISCONNECT:
+        return None
+    return (
+        f"meter {meter.serial} at this location was switched off by order #{last.pk} "
+        f"(account {last.account.number}) and has not been switched on since"
+    )
+
+
 def open_order(*, account_id, kind: str) -> ServiceOrder | None:
     return ServiceOrder.objects.filter(
         account_id=account_id, kind=kind, status__in=ServiceOrder.OPEN_STATUSES
@@ -195,6 +238,69 @@ def order_request(*, account, kind: str, reason: str, actor=None, due_by=None) -
     return order
 
 
+RECONNECT_UNFUNDED_PERMISSION = "meters.reconnect_unfunded"
+
+
+def reconnect_unfunded_applies(account) -> bool:
+    """Whether a manager's reconnect without funds is for this account: a disconnected one, or a
+    pending one whose meter the last account at the location left switched off."""
+    if account.status == Account.Status.DISCONNECTED:
+        return True
+    return account.status == Account.Status.PENDING and meter_left_off(account) is not None
+
+
+@transaction.atomic
+def order_reconnect_unfunded(
+    *, account, actor, reason: str, hold_until: datetime.date | None = None
+) -> ServiceOrder:
+    """A billing manager's override: reconnect a disconnected account whatever its balance (or
+    switch on the meter of a pending account that the last account there left off), with
+    the reason (required) on the reconnect order, who asked in `requested_by`. The account becomes
+    active when the order is confirmed, like any reconnect (order_confirm); until then it stays
+    disconnected. With `hold_until`, a management hardship deferral (ServiceHold) keeps the
+    disconnect step from cutting it again through that day; without one, an account still at the
+    disconnect level is cut again by the next disconnect run.
+    """
+    if actor is None or not actor.has_perm(RECONNECT_UNFUNDED_PERMISSION):
+        raise IllegalOrderTransition("Only a billing manager may reconnect an account without funds.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise IllegalOrderTransition("Say why the account is reconnected without funds.")
+    account = Account.objects.select_for_update().get(pk=account.pk)
+    if not reconnect_unfunded_applies(account):
+        raise IllegalOrderTransition(
+            f"Account {account.number} is {account.get_status_display().lower()}; only a "
+            "disconnected account (or a pending one whose meter was left switched off) is reconnected."
+        )
+    today = local_today()
+    if hold_until is not None:
+        if hold_until < today:
+            raise ValidationError({"hold_until": f"The hold cannot end before today ({today:%Y-%m-%d})."})
+        hold = ServiceHold(
+            account=account,
+            kind=ServiceHold.Kind.MANAGEMENT,
+            starts_on=today,
+            expires_on=hold_until,
+            note=f"Reconnected without funds: {reason}"[:300],
+            entered_by=actor,
+        )
+        hold._history_user = actor
+        hold.full_clean()
+        hold.save()
+    who = actor.get_username()
+    order = order_request(
+        account=account,
+        kind=K.RECONNECT,
+        reason=f"Manager's override by {who} (reconnect without funds): {reason}",
+        actor=actor,
+        due_by=timezone.now(),
+    )
+    logger.info(
+        "Account %s: reconnect without funds requested by %s (order %s).", account.number, who, order.pk
+    )
+    return order
+
+
 def _send_locked(order: ServiceOrder, *, now) -> None:
     """Send a locked order through its adapter and record the outcome (not saved)."""
     adapter = adapter_for(order)
@@ -232,7 +338,9 @@ def order_send(*, order_id, force: bool = False, now=None) -> ServiceOrder:
     """
     now = now or timezone.now()
     with transaction.atomic():
-        order = _locked(order_id)
+        # The account's lock, not only the order's: a payment takes it too, so none can commit
+        # between the re-check below and the head-end call (held for that call's few seconds).
+        order = _lock_account_then_order(order_id)
         if order.status not in (S.QUEUED, S.FAILED):
             return order
         if (
@@ -241,6 +349,13 @@ def order_send(*, order_id, force: bool = False, now=None) -> ServiceOrder:
             and (order.next_attempt_at is None or order.next_attempt_at > now)
         ):
             return order
+        if order.kind == K.DISCONNECT:
+            objection = disconnect_objection(order, at=now)
+            if objection:
+                # Not sent: the next disconnect run decides afresh if the account is still due.
+                _cancel_locked(order, actor=None, reason=f"not sent, {objection}")
+                logger.info("Disconnect order %s cancelled before sending: %s", order.pk, objection)
+                return order
         _send_locked(order, now=now)
         order.save()
     return order
@@ -256,6 +371,71 @@ def order_fail(*, order_id, error: str, permanent: bool = False, now=None) -> Se
     return order
 
 
+def _how(order: ServiceOrder) -> str:
+    return "by the head-end" if order.adapter == ServiceOrder.Adapter.SIMULATED_AMI else "by the line crew"
+
+
+def _reverse_cut(order: ServiceOrder, *, account: Account, actor, why: str) -> ServiceOrder:
+    """The switch opened although the cut must not stand (`why`): the account's status follows
+    the meter (disconnected, with the reason) and a reconnect order is requested at once; the
+    account becomes active again when that is confirmed. No disconnect notice: the member hears
+    that service is restored. Call with the account and the order locked."""
+    if account.status == Account.Status.ACTIVE:
+        account_change_status(
+            account=account,
+            to_status=Account.Status.DISCONNECTED,
+            actor=actor,
+            reason=f"Order #{order.pk}: cut {_how(order)}, to be reversed at once",
+        )
+    reconnect = order_request(
+        account=account,
+        kind=K.RECONNECT,
+        reason=f"Reversing disconnect #{order.pk}: {why}",
+        actor=actor,
+        due_by=timezone.now(),
+    )
+    logger.warning("Disconnect order %s reversed by reconnect order %s: %s", order.pk, reconnect.pk, why)
+    return reconnect
+
+
+def _cut_after_cancel(order: ServiceOrder, *, actor, now) -> ServiceOrder:
+    """The head-end (or a crew) carried out a disconnect that had been cancelled: it acted before
+    the cancel arrived. The order stays cancelled; `confirmed_at` records when the cut was
+    reported and its note says so and names the reconnect order that reverses it."""
+    account = Account.objects.get(pk=order.account_id)  # locked by the caller
+    cancelled = order.last_error
+    # A head-end carries out one meter's orders in the order it took them. If a later order has
+    # been carried out already (the reconnect that followed this one, or a new cut), this report
+    # is about a switch position since overtaken: noted, nothing else.
+    later = (
+        ServiceOrder.objects.filter(account_id=order.account_id, pk__gt=order.pk)
+        .filter(Q(confirmed_at__isnull=False) | Q(kind=K.DISCONNECT, status__in=ServiceOrder.OPEN_STATUSES))
+        .order_by("pk")
+        .first()
+    )
+    if later is not None:
+        order.last_error = (
+            f"{cancelled} Reported carried out {_how(order)} at {timezone.localtime(now):%Y-%m-%d %H:%M}, "
+            f"after order #{later.pk}: overtaken, ignored."
+        )[:2000]
+        order.save(update_fields=["last_error"])
+        logger.info(
+            "Ignored a late confirmation of cancelled order %s (order %s came later).", order.pk, later.pk
+        )
+        return order
+    reconnect = _reverse_cut(
+        order, account=account, actor=actor, why=f"carried out {_how(order)} after it was cancelled"
+    )
+    order.confirmed_at = now
+    order.confirmed_by = actor
+    order.last_error = (
+        f"{cancelled} Carried out {_how(order)} anyway (reported {timezone.localtime(now):%Y-%m-%d %H:%M}); "
+        f"reversed by reconnect order #{reconnect.pk}."
+    )[:2000]
+    order.save(update_fields=["confirmed_at", "confirmed_by", "last_error"])
+    return order
+
+
 @transaction.atomic
 def order_confirm(*, order_id, actor=None) -> ServiceOrder:
     """The switch has moved: the order is CONFIRMED (with who and when) and the account's status
@@ -263,16 +443,26 @@ def order_confirm(*, order_id, actor=None) -> ServiceOrder:
     active for a reconnect. An account already in the target status (or closed meanwhile) is left
     as it is. Confirming a confirmed order again does nothing.
 
+    A disconnect is asked again whether it may stand (`disconnect_objection`, the rules judged
+    as of when it was sent): if the balance was funded or a hold entered meanwhile, the cut is
+    reversed at once (`_reverse_cut`). A disconnect that was cancelled but carried out anyway is
+    reversed the same way (`_cut_after_cancel`), unless a later order of the account was carried
+    out first (the report is then overtaken and only noted).
+
     A field order still queued (its send task has not run) is put on the list and confirmed at
     once: the crew's report is what matters.
     """
-    from accounts.services import account_change_status
     from notifications.events import notify_disconnected, notify_restored
 
     order = _lock_account_then_order(order_id)
     if order.status == S.CONFIRMED:
         return order
     now = timezone.now()
+    # Only one that reached the head-end or the field list can have been carried out.
+    if order.status == S.CANCELLED and order.kind == K.DISCONNECT and order.sent_at is not None:
+        if order.confirmed_at is not None:
+            return order  # its cut was already reported and reversed
+        return _cut_after_cancel(order, actor=actor, now=now)
     if order.adapter == ServiceOrder.Adapter.FIELD and order.status == S.QUEUED:
         _send_locked(order, now=now)
     _move(order, S.CONFIRMED)
@@ -283,8 +473,12 @@ def order_confirm(*, order_id, actor=None) -> ServiceOrder:
     account = Account.objects.get(pk=order.account_id)  # locked above
     # Kept short: the account's history keeps the reason in a 100-character column
     # (simple-history's history_change_reason), which PostgreSQL enforces.
-    how = "by the head-end" if order.adapter == ServiceOrder.Adapter.SIMULATED_AMI else "by the line crew"
+    how = _how(order)
     if order.kind == K.DISCONNECT and account.status == Account.Status.ACTIVE:
+        objection = disconnect_objection(order, at=order.sent_at or now)
+        if objection:
+            _reverse_cut(order, account=account, actor=actor, why=objection)
+            return order
         account_change_status(
             account=account,
             to_status=Account.Status.DISCONNECTED,
@@ -293,24 +487,37 @@ def order_confirm(*, order_id, actor=None) -> ServiceOrder:
         )
         # The member hears of it once the cut is confirmed, with what it takes to restore.
         notify_disconnected(account_id=account.pk)
-    elif order.kind == K.RECONNECT and account.status == Account.Status.DISCONNECTED:
+    elif order.kind == K.RECONNECT and account.status in (
+        Account.Status.DISCONNECTED,
+        Account.Status.PENDING,
+    ):
+        restored = account.status == Account.Status.DISCONNECTED
         account_change_status(
             account=account,
             to_status=Account.Status.ACTIVE,
             actor=actor,
             reason=f"Service order #{order.pk}: reconnect confirmed {how}",
         )
-        notify_restored(account_id=account.pk)
+        if restored:  # a new account's first connection is not a restoration
+            notify_restored(account_id=account.pk)
     return order
 
 
 def order_confirm_from_headend(*, order_id, adapter: str) -> ServiceOrder | None:
     """A head-end's confirmation (the simulator's task, a real head-end's callback): confirms the
-    order if it is still SENT through that head-end. Anything else is a late or duplicate answer
-    (the order was cancelled, moved to the field list or already confirmed) and is ignored."""
+    order if it is still SENT through that head-end. A confirmation of a disconnect that was
+    sent and then cancelled means the head-end acted before the cancel arrived: the cut is
+    reversed at once (order_confirm). Anything else is a late or duplicate answer (moved to the
+    field list, already confirmed) and is ignored."""
     with transaction.atomic():
         order = _lock_account_then_order(order_id)
-        if order.status != S.SENT or order.adapter != adapter:
+        cut_after_cancel = (
+            order.status == S.CANCELLED
+            and order.kind == K.DISCONNECT
+            and order.sent_at is not None
+            and order.confirmed_at is None
+        )
+        if order.adapter != adapter or not (order.status == S.SENT or cut_after_cancel):
             logger.info("Ignored a confirmation of order %s (%s, %s).", order.pk, order.status, order.adapter)
             return None
         return order_confirm(order_id=order_id)
@@ -339,8 +546,9 @@ def order_cancel(*, order_id, reason: str, actor=None) -> ServiceOrder:
 def order_move_to_field(*, order_id, actor=None) -> ServiceOrder:
     """Hand an open order to a line crew: it becomes a field order, on the field list (SENT) at
     once, whatever the head-end made of it. For meters the head-end cannot reach, or orders that
-    failed for good."""
-    order = _locked(order_id)
+    failed for good. A disconnect is re-checked first, as before any send: one that must not
+    go ahead any more (disconnect_objection) is refused with the reason, to be cancelled."""
+    order = _lock_account_then_order(order_id)
     if order.status not in ServiceOrder.OPEN_STATUSES:
         raise IllegalOrderTransition(
             f"Order #{order.pk} is {order.get_status_display().lower()}; "
@@ -348,6 +556,12 @@ def order_move_to_field(*, order_id, actor=None) -> ServiceOrder:
         )
     if order.adapter == ServiceOrder.Adapter.FIELD and order.status == S.SENT:
         return order
+    if order.kind == K.DISCONNECT:
+        objection = disconnect_objection(order, at=timezone.now())
+        if objection:
+            raise IllegalOrderTransition(
+                f"Disconnect order #{order.pk} must not go ahead: {objection}. Cancel it instead."
+            )
     previous, previous_error = order.get_adapter_display(), order.last_error
     order.adapter = ServiceOrder.Adapter.FIELD
     _send_locked(order, now=timezone.now())

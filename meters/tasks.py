@@ -2,13 +2,16 @@
 safe to run twice (sending a sent order, or confirming a confirmed one, does nothing).
 
     meters.tasks.order_send_task(order_id)      enqueued after commit by order_request
-    meters.tasks.order_confirm_task(order_id)   the simulated head-end's confirmation
+    meters.tasks.order_confirm_task(order_id)   the simulated head-end's confirmation (after
+                                                HEADEND_SIMULATOR_CONFIRM_DELAY_SECONDS)
 
 The every-minute retry sweep (meters.services.orders_retry_due) is scheduled as
 billing.tasks.orders_retry_task (coop/schedules.py).
 """
 
-from meters import services
+import time
+
+from meters import headend, services
 from meters.models import ServiceOrder
 
 
@@ -17,5 +20,10 @@ def order_send_task(order_id: int) -> str:
 
 
 def order_confirm_task(order_id: int) -> str | None:
+    delay = headend.confirm_delay_seconds()
+    if delay:
+        time.sleep(
+            delay
+        )  # the simulated head-end is slow to answer (HEADEND_SIMULATOR_CONFIRM_DELAY_SECONDS)
     order = services.order_confirm_from_headend(order_id=order_id, adapter=ServiceOrder.Adapter.SIMULATED_AMI)
     return order.status if order else None

@@ -257,7 +257,8 @@ def test_the_disconnect_order_is_carried_out_and_the_account_disconnected(
     monkeypatch.setattr(Conf, "SYNC", True)  # django-q2 runs the send and confirm tasks at once
     preset("E")
     account = prepaid("-5.50")
-    with django_capture_on_commit_callbacks(execute=True), time_machine.travel(chicago(2026, 11, 23, 10, 0)):
+    # The send and confirm tasks run on commit, still at 10:00 (the send re-checks the window).
+    with time_machine.travel(chicago(2026, 11, 23, 10, 0)), django_capture_on_commit_callbacks(execute=True):
         disconnect_run()
     account.refresh_from_db()
     (order,) = orders(account)

@@ -153,14 +153,43 @@ def test_the_send_and_confirm_tasks_are_safe_to_run_twice(queued, django_capture
     assert AccountStatusChange.objects.filter(account=account, to_status="disconnected").count() == 1
 
 
-def test_a_late_confirmation_of_a_cancelled_order_is_ignored(queued):
+def test_a_cancelled_disconnect_the_head_end_carried_out_anyway_is_reversed_at_once(queued):
+    # Until issue 5 a late confirmation of a cancelled disconnect was ignored, leaving the meter
+    # off while the records said "in service".
     account = active_account(serial="AMI1")
     order = request(account)
     services.order_send(order_id=order.pk)
     services.order_cancel(order_id=order.pk, reason="member paid")
+    assert tasks.order_confirm_task(order.pk) == S.CANCELLED  # the head-end acted before the cancel
+    order.refresh_from_db()
+    account.refresh_from_db()
+    (reconnect,) = ServiceOrder.objects.filter(account=account, kind=K.RECONNECT)
+    assert order.status == S.CANCELLED and order.confirmed_at is not None
+    assert order.last_error.startswith("Cancelled at ") and ": member paid Carried out by" in order.last_error
+    assert order.last_error.endswith(f"reversed by reconnect order #{reconnect.pk}.")
+    assert account.status == Account.Status.DISCONNECTED  # the meter is off: the records say so
+    assert reconnect.status == S.QUEUED
+    assert (
+        reconnect.reason
+        == f"Reversing disconnect #{order.pk}: carried out by the head-end after it was cancelled"
+    )
+    # A second report of the same cut changes nothing more.
     assert tasks.order_confirm_task(order.pk) is None
+    assert ServiceOrder.objects.filter(account=account, kind=K.RECONNECT).count() == 1
+    services.order_send(order_id=reconnect.pk)
+    tasks.order_confirm_task(reconnect.pk)
     account.refresh_from_db()
     assert account.status == Account.Status.ACTIVE
+
+
+def test_a_late_confirmation_of_a_cancelled_reconnect_is_ignored(queued):
+    account = active_account(serial="AMI1", status=Account.Status.DISCONNECTED)
+    order = request(account, K.RECONNECT)
+    services.order_send(order_id=order.pk)
+    services.order_cancel(order_id=order.pk, reason="payment returned")
+    assert tasks.order_confirm_task(order.pk) is None
+    account.refresh_from_db()
+    assert account.status == Account.Status.DISCONNECTED
 
 
 def test_a_cancelled_order_cannot_be_confirmed(queued):
