@@ -15,6 +15,10 @@ from django.db import IntegrityError, connection, transaction
 from billing.exceptions import LedgerError
 from billing.models import LedgerAccount, Leg, Transaction
 from coop.money import to_cents
+from coop.validators import check_texts
+
+# The largest balance a MoneyField (12 digits, 2 of them cents) holds.
+MAX_BALANCE = Decimal("9999999999.99")
 
 
 def member_ledger_account(account, purpose: str) -> LedgerAccount:
@@ -86,6 +90,7 @@ def ledger_post(
     Idempotent on `idempotency_key`: posting the same key again returns the transaction already
     posted and changes nothing, even when two processes race to post it.
     """
+    check_texts(memo=memo)  # the memo can never be changed: no card number reaches it
     existing = Transaction.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:
         return existing, False
@@ -99,6 +104,11 @@ def ledger_post(
         .order_by("pk")
         .values_list("pk", "balance")
     )
+    # A stored balance holds 12 digits: refuse a posting that would overflow one, rather than have
+    # PostgreSQL fail it (numeric field overflow) or SQLite store a value it cannot read back.
+    for la, amount in legs:
+        if abs(balances[la.pk] + amount) > MAX_BALANCE:
+            raise LedgerError(f"${abs(amount):,} is too large: {la} would hold more than ${MAX_BALANCE:,}.")
     try:
         with transaction.atomic():
             txn = Transaction.objects.create(
