@@ -108,7 +108,9 @@ def ledger_post(
     # PostgreSQL fail it (numeric field overflow) or SQLite store a value it cannot read back.
     for la, amount in legs:
         if abs(balances[la.pk] + amount) > MAX_BALANCE:
-            raise LedgerError(f"${abs(amount):,} is too large: {la} would hold more than ${MAX_BALANCE:,}.")
+            error = LedgerError(f"${abs(amount):,} is too large: {la} would hold more than ${MAX_BALANCE:,}.")
+            error.field = "amount"  # what every caller's form and file call the amount posted
+            raise error
     try:
         with transaction.atomic():
             txn = Transaction.objects.create(
