@@ -17,12 +17,13 @@ written with or without spaces or dashes between the digits, anywhere inside a t
 
 Messages never repeat the number they refuse.
 
-How digits are grouped: a *run* is digits separated by at most one space or dash each
-("4111 1111-1111 1111"). A run of 13 to 19 digits is checked whole. A longer run is checked group
-by group: every span of whole groups with 13 to 19 digits ("4111 1111 1111 1111 1229 123" holds
-the card followed by its expiry and code). Windows inside one unbroken string of more than 19
-digits are not checked: about one in ten of them would pass Luhn by chance, so a long processor
-id would be refused for nothing.
+How digits are read: a *run* is digit groups separated by one space or dash each. Every span of
+whole groups with 13 to 19 digits is a candidate ("4111 1111 1111 1111 1229 123" holds the card
+followed by its expiry and code): one unbroken group of 13 to 19 digits, or groups laid out as a
+card is printed (4-4-4-4, 4-4-4-4-3, Amex 4-6-5, Diners 4-6-4). A candidate passing Luhn is a card
+number. About one in ten random digit strings passes Luhn, so the layout rule is what keeps
+references such as "CH-261120-0000125" (a date and a sequence number) from being refused, and
+windows inside one unbroken string of more than 19 digits are not searched for the same reason.
 
 Values out of range
 -------------------
@@ -76,17 +77,19 @@ def _is_card(digits: str) -> bool:
     return CARD_MIN_DIGITS <= len(digits) <= CARD_MAX_DIGITS and luhn_ok(digits)
 
 
+def _card_layout(lengths: list[int]) -> bool:
+    """Whether digit groups split by spaces or dashes are laid out as cards are printed: fours
+    with a shorter last group (4-4-4-4, 4-4-4-4-3), or American Express and Diners (4-6-5, 4-6-4)."""
+    if len(lengths) == 1:
+        return True
+    return lengths in ([4, 6, 5], [4, 6, 4]) or (all(n == 4 for n in lengths[:-1]) and 1 <= lengths[-1] <= 4)
+
+
 def _card_spans(text: str):
     """(start, end) of each card number in `text`, as character positions (separators included)."""
     for run in _RUN.finditer(text):
-        digits = _GROUP_SEPARATOR.sub("", run[0])
-        if len(digits) < CARD_MIN_DIGITS:
+        if run.end() - run.start() < CARD_MIN_DIGITS:
             continue
-        if len(digits) <= CARD_MAX_DIGITS:
-            if luhn_ok(digits):
-                yield run.span()
-            continue
-        # A longer run: spans of whole groups (a card with its expiry or code after it).
         groups = [(m.start() + run.start(), m.end() + run.start()) for m in re.finditer(r"\d+", run[0])]
         for first in range(len(groups)):
             length = 0
@@ -94,10 +97,14 @@ def _card_spans(text: str):
                 length += groups[last][1] - groups[last][0]
                 if length > CARD_MAX_DIGITS:
                     break
-                if length >= CARD_MIN_DIGITS:
-                    start, end = groups[first][0], groups[last][1]
-                    if luhn_ok(_GROUP_SEPARATOR.sub("", text[start:end])):
-                        yield start, end
+                if length < CARD_MIN_DIGITS:
+                    continue
+                span = groups[first : last + 1]
+                start, end = span[0][0], span[-1][1]
+                if _card_layout([b - a for a, b in span]) and luhn_ok(
+                    _GROUP_SEPARATOR.sub("", text[start:end])
+                ):
+                    yield start, end
 
 
 def contains_card_number(text) -> bool:

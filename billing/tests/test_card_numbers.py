@@ -49,6 +49,8 @@ DIGITS = PAN.replace(" ", "")
         "6304 0000 0000 0000 018",  # Maestro, 19 digits
         "4111 1111 1111 1111 1229 123",  # the card, then its expiry and code, all spaced
         "card:5555555555554444/exp",
+        "3782 822463 10005",  # American Express as printed
+        "ref 2026-4111111111111111",  # an unbroken card after other digits
     ],
 )
 def test_a_card_number_is_found_with_or_without_spaces_or_dashes_anywhere_in_the_text(text):
@@ -66,6 +68,8 @@ def test_a_card_number_is_found_with_or_without_spaces_or_dashes_anywhere_in_the
         "41111111111111111111",  # 20 digits in one piece: no card (windows are not searched)
         "ch_3QxA1 pay_88121 2026-11-20",
         "last four 1111",
+        "CH-261120-0000125",  # a date and a sequence number: passes Luhn, but no card is laid out so
+        "3000100-1042",
     ],
 )
 def test_other_texts_are_not_card_numbers(text):
