@@ -409,3 +409,99 @@ def test_import_payments_never_quotes_a_card_number_repeated_with_different_amou
     )
     assert DIGITS not in output
     assert "line 2: reference: looks like" in output and "line 3: reference: looks like" in output
+
+
+# --- Accounts, service orders and the cooperative's settings ------------------------------------
+
+
+def test_the_account_status_form_refuses_a_card_number_in_the_reason(client, clerk, account):
+    from accounts.models import AccountStatusChange
+
+    client.force_login(clerk)
+    response = client.post(
+        reverse("admin:accounts_account_status", args=[account.pk]),
+        {"to_status": "active", "reason": f"paid by {TYPED}"},
+        follow=True,
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert any(m.startswith("Reason: This looks like a payment card number") for m in shown), shown
+    assert not AccountStatusChange.objects.exists()
+    account.refresh_from_db()
+    assert account.status == "pending"
+
+
+def test_the_account_status_service_and_action_refuse_a_card_number(client, clerk, account):
+    from accounts.models import AccountStatusChange
+    from accounts.services import account_change_status
+
+    with pytest.raises(CardNumberRefused):
+        account_change_status(account=account, to_status="active", actor=clerk, reason=TYPED)
+    client.force_login(clerk)
+    response = client.post(
+        reverse("admin:accounts_account_changelist"),
+        {"action": "change_status", "_selected_action": [account.pk], "to_status": "active", "reason": TYPED},
+        follow=True,
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert any("looks like a payment card number" in m for m in shown), shown
+    assert not AccountStatusChange.objects.exists()
+
+
+def test_a_disconnect_hold_note_with_a_card_number_is_refused_on_the_field(client, manager, account):
+    from accounts.models import ServiceHold
+
+    client.force_login(manager)
+    response = client.post(
+        reverse("admin:accounts_servicehold_add"),
+        {
+            "account": account.pk,
+            "kind": "medical",
+            "starts_on": "2026-11-20",
+            "expires_on": "2026-12-20",
+            "note": f"certificate paid with {DIGITS}",
+        },
+    )
+    assert response.status_code == 200
+    assert "looks like a payment card number" in response.context["adminform"].form.errors["note"][0]
+    assert not ServiceHold.objects.exists()
+
+
+def test_a_members_address_and_an_office_closure_reason_refuse_a_card_number(client, manager, account):
+    from coop.models import OfficeClosure
+
+    superuser = get_user_model().objects.create_superuser("boss", "b@example.com", "x")
+    client.force_login(superuser)
+    response = client.post(
+        reverse("admin:coop_officeclosure_add"),
+        {"start_date": "2026-12-24", "end_date": "2026-12-24", "reason": TYPED},
+    )
+    assert "looks like a payment card number" in response.context["adminform"].form.errors["reason"][0]
+    assert not OfficeClosure.objects.exists()
+    member = account.member
+    response = client.post(
+        reverse("admin:accounts_member_change", args=[member.pk]),
+        {
+            "first_name": member.first_name,
+            "last_name": member.last_name,
+            "line1": f"{PAN} Main St",
+            "city": "Ladysmith",
+            "state": "WI",
+            "postal_code": "54848",
+        },
+    )
+    assert "looks like a payment card number" in response.context["adminform"].form.errors["line1"][0]
+    member.refresh_from_db()
+    assert "1111" not in member.line1
+
+
+def test_a_service_order_reason_with_a_card_number_is_refused(account, clerk):
+    from meters import services as meter_services
+    from meters.models import ServiceOrder
+
+    with pytest.raises(CardNumberRefused):
+        meter_services.order_request(account=account, kind="disconnect", reason=TYPED, actor=clerk)
+    order = meter_services.order_request(account=account, kind="disconnect", reason="nonpay", actor=clerk)
+    with pytest.raises(CardNumberRefused):
+        meter_services.order_cancel(order_id=order.pk, reason=f"paid {DIGITS}", actor=clerk)
+    order.refresh_from_db()
+    assert order.status != ServiceOrder.Status.CANCELLED and "1111" not in order.last_error
