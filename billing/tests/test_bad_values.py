@@ -14,8 +14,6 @@ from io import StringIO
 
 import pytest
 import time_machine
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
@@ -52,20 +50,14 @@ def policy():
     )
 
 
-def _staff(role, username):
-    user = get_user_model().objects.create_user(username, password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    return user
-
-
 @pytest.fixture
 def clerk():
-    return _staff(roles.CLERK, "clerk")
+    return factories.staff(roles.CLERK, "clerk")
 
 
 @pytest.fixture
 def manager():
-    return _staff(roles.MANAGER, "manager")
+    return factories.staff(roles.MANAGER, "manager")
 
 
 @pytest.fixture
