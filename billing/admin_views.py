@@ -486,7 +486,7 @@ class MoneyViews:
         payment = get_object_or_404(Payment.objects.select_related("account__member"), pk=payment_id)
         _require(request, "payment_return")
         account = payment.account
-        form = self._bound(PaymentReturnForm, request)
+        form = self._bound(PaymentReturnForm, request, received_on=timezone.localdate(payment.received_at))
 
         def call(data):
             return services.payment_return(

@@ -105,9 +105,20 @@ class PaymentReturnForm(forms.Form):
         help_text="The day the bank or processor returned it.",
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, received_on: datetime.date | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["returned_on"].initial = timezone.localdate()
+        self.received_on = received_on
+
+    def clean_returned_on(self):
+        returned_on = self.cleaned_data["returned_on"]
+        if returned_on > timezone.localdate():
+            raise forms.ValidationError("A payment cannot be returned in the future.")
+        if self.received_on and returned_on < self.received_on:
+            raise forms.ValidationError(
+                f"The payment was received on {self.received_on:%B %-d, %Y}; it cannot be returned before."
+            )
+        return returned_on
 
 
 class FeeChargeForm(forms.Form):

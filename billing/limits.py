@@ -1,7 +1,8 @@
-"""The policy's guards on a payment's amount (coop.Policy, "Payment amount guards").
+"""The policy's guards on the amounts staff and files post (coop.Policy, "Amount guards").
 
-- Above `payment_maximum` a payment is refused: such an amount is a typing error (9,999,999,999.99
-  would also overflow the ledger's balances, which hold 12 digits).
+- Above `amount_maximum` a payment, deposit, fee, bill, adjustment or debt transfer is refused:
+  such an amount is a typing error (9,999,999,999.99 would also overflow the ledger's balances,
+  which hold 12 digits; billing.ledger refuses that too, whatever the policy).
 - Above the confirmation limit of its tender (`payment_confirm_above_cash` for cash,
   `payment_confirm_above` for every other tender; 0: never asked) a payment is posted only when
   the clerk confirmed the amount: the payment form's confirmation box, or
@@ -13,9 +14,14 @@ Both refusals are `ValueRefused` on the field `amount`, so a form shows them on 
 import reports them on the row's amount column.
 """
 
+import datetime
 from decimal import Decimal
 
+from django.utils import timezone
+
+from coop.exceptions import PolicyNotConfigured
 from coop.models import Policy
+from coop.money import to_cents
 from coop.validators import ValueRefused
 
 # The form field that confirms an amount above the limit; the services' refusal names it.
@@ -32,6 +38,28 @@ def over_confirmation_limit(policy: Policy, *, amount: Decimal, tender: str) -> 
     return bool(limit) and amount > limit
 
 
+def _refuse_above_maximum(policy: Policy, amount: Decimal) -> None:
+    if abs(amount) > policy.amount_maximum:
+        raise ValueRefused(
+            f"${abs(amount):,} is more than the largest amount the policy accepts "
+            f"(${policy.amount_maximum:,}). Check the amount; a larger one is split, or posted after "
+            "a billing manager changes the policy.",
+            field="amount",
+        )
+
+
+def refuse_above_maximum(amount, *, on: datetime.date | None = None) -> None:
+    """For the services other than payment_post: refuse an amount above the policy's largest.
+    Without a policy in force (or with a value that is not an amount) the service's own checks
+    speak; the ledger still refuses an amount that would overflow a balance."""
+    try:
+        amount = to_cents(amount)
+        policy = Policy.objects.in_force(on or timezone.localdate())
+    except (TypeError, ValueError, PolicyNotConfigured):
+        return
+    _refuse_above_maximum(policy, amount)
+
+
 def payment_amount_check(*, policy: Policy, amount: Decimal, tender, confirmed: str, actor) -> str:
     """Refuse an amount above the maximum, or above the tender's limit without a confirmation.
 
@@ -39,13 +67,7 @@ def payment_amount_check(*, policy: Policy, amount: Decimal, tender, confirmed: 
     memo records about it: "" for an amount within the limit.
     """
     label = getattr(tender, "label", str(tender)).lower()
-    if amount > policy.payment_maximum:
-        raise ValueRefused(
-            f"${amount:,} is more than the largest payment the policy accepts "
-            f"(${policy.payment_maximum:,}). Check the amount; a larger payment is split or posted "
-            "by a billing manager after the policy is changed.",
-            field="amount",
-        )
+    _refuse_above_maximum(policy, amount)
     if not over_confirmation_limit(policy, amount=amount, tender=tender):
         return ""
     limit = confirmation_limit(policy, tender)

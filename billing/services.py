@@ -9,7 +9,7 @@ from django.utils import timezone
 from accounts.models import Account
 from billing.exceptions import BillingError, DuplicatePayment, PaymentRefused
 from billing.ledger import coop_ledger_account, ledger_post, ledger_reverse, member_ledger_account
-from billing.limits import payment_amount_check
+from billing.limits import payment_amount_check, refuse_above_maximum
 from billing.models import (
     Allocation,
     ChargedFee,
@@ -296,6 +296,8 @@ def fee_charge(
     `due_date` says otherwise; any credit on the account pays it at once.
     """
     check_texts(memo=memo)
+    if amount is not None:
+        refuse_above_maximum(amount, on=on)
     on = on or timezone.localdate()
     account = _lock_account(account)
     entry = FeeScheduleEntry.objects.filter(code=code).first()
@@ -485,6 +487,7 @@ def debt_transfer_to_arrears(*, account, amount, actor, reason: str, on=None) ->
     amount due never goes below zero by a transfer.
     """
     check_texts(reason=reason)
+    refuse_above_maximum(amount, on=on)
     amount = to_cents(amount)
     if amount <= 0 or not reason.strip():
         raise BillingError("A transfer needs an amount above $0.00 and a reason.")
@@ -555,6 +558,7 @@ def deposit_required(*, account, on: datetime.date | None = None) -> Decimal:
 def deposit_collect(*, account, amount, tender: str, reference: str, actor=None, on=None) -> Transaction:
     """Take a security deposit: cash in, held for the member as a liability."""
     check_texts(reference=reference)
+    refuse_above_maximum(amount, on=on)
     amount = to_cents(amount)
     if amount <= 0 or not reference.strip():
         raise BillingError("A deposit needs an amount above $0.00 and a reference.")
@@ -647,6 +651,7 @@ def adjustment_post(*, account, amount, actor, reason: str, on=None) -> Transact
     against billing adjustments. On a postpaid account a credit pays the oldest receivables and a
     debit is a receivable due the day it is posted."""
     check_texts(reason=reason)
+    refuse_above_maximum(amount, on=on)
     _require_manager(actor, "post an adjustment")
     amount = to_cents(amount)
     if not amount or not reason.strip():
@@ -825,6 +830,7 @@ def receivable_add(
     billing run can be re-run safely. Any credit on the account pays the new bill at once.
     """
     check_texts(description=description)
+    refuse_above_maximum(amount, on=on)
     kind = Receivable.Kind(kind)
     if kind not in _REVENUE_OF:
         raise BillingError(

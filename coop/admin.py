@@ -54,7 +54,7 @@ POLICY_SECTIONS = [
     ("Returned payments", "returned_payment_fee"),
     ("Payment arrangements", "arrangement_broken_limit"),
     ("Deposits", "deposit_first_meter_favorable"),
-    ("Payment amount guards", "payment_maximum"),
+    ("Amount guards", "amount_maximum"),
 ]
 
 

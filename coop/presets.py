@@ -75,7 +75,7 @@ A = Preset(
         # CHOSEN (the seed names no payment limits): a prepaid program's payments are a member's
         # top-ups, so a cash payment above $2,000 (about a year of a household's energy) or any
         # other above $5,000 is more likely a typing error than a purchase; the clerk confirms it.
-        # The largest payment (payment_maximum) keeps the model's default.
+        # The largest amount (amount_maximum) keeps the model's default.
         "payment_confirm_above_cash": Decimal("2000.00"),
         "payment_confirm_above": Decimal("5000.00"),
     },
@@ -141,7 +141,7 @@ B = Preset(
         # CHOSEN (the seed names no payment limits): a prepaid program's payments are a member's
         # top-ups, so a cash payment above $2,000 (about a year of a household's energy) or any
         # other above $5,000 is more likely a typing error than a purchase; the clerk confirms it.
-        # The largest payment (payment_maximum) keeps the model's default.
+        # The largest amount (amount_maximum) keeps the model's default.
         "payment_confirm_above_cash": Decimal("2000.00"),
         "payment_confirm_above": Decimal("5000.00"),
     },
@@ -191,7 +191,7 @@ E = Preset(
         # CHOSEN (the seed names no payment limits): a prepaid program's payments are a member's
         # top-ups, so a cash payment above $2,000 (about a year of a household's energy) or any
         # other above $5,000 is more likely a typing error than a purchase; the clerk confirms it.
-        # The largest payment (payment_maximum) keeps the model's default.
+        # The largest amount (amount_maximum) keeps the model's default.
         "payment_confirm_above_cash": Decimal("2000.00"),
         "payment_confirm_above": Decimal("5000.00"),
     },
@@ -249,7 +249,7 @@ C = Preset(
         "online_payment_posting": OP.NEXT_BUSINESS_DAY,
         # CHOSEN (the seed names no payment limits): a postpaid bill of a farm or small business
         # may be a few thousand dollars; a cash payment above $5,000 or any other above $10,000 is
-        # confirmed by the clerk. The largest payment (payment_maximum) keeps the model's default.
+        # confirmed by the clerk. The largest amount (amount_maximum) keeps the model's default.
         "payment_confirm_above_cash": Decimal("5000.00"),
         "payment_confirm_above": Decimal("10000.00"),
     },
@@ -322,7 +322,7 @@ D = Preset(
         "online_payment_posting": OP.IMMEDIATE,
         # CHOSEN (the seed names no payment limits): a postpaid bill of a farm or small business
         # may be a few thousand dollars; a cash payment above $5,000 or any other above $10,000 is
-        # confirmed by the clerk. The largest payment (payment_maximum) keeps the model's default.
+        # confirmed by the clerk. The largest amount (amount_maximum) keeps the model's default.
         "payment_confirm_above_cash": Decimal("5000.00"),
         "payment_confirm_above": Decimal("10000.00"),
     },

@@ -44,7 +44,7 @@ def policy():
         effective_from=datetime.date(2026, 1, 1),
         name="Bad values",
         debt_plan_share_percent=D("35"),
-        payment_maximum=D("100000.00"),
+        amount_maximum=D("100000.00"),
         payment_confirm_above_cash=D("5000.00"),
         payment_confirm_above=D("10000.00"),
     )
@@ -96,7 +96,7 @@ PAYMENT = {"amount": "50.00", "tender": "check", "reference": "CK 100", "receive
 @pytest.mark.parametrize(
     "field, value, says",
     [
-        ("amount", HUGE, "more than the largest payment the policy accepts ($100,000.00)"),
+        ("amount", HUGE, "more than the largest amount the policy accepts ($100,000.00)"),
         ("amount", "99999999999.99", "no more than 12 digits"),
         ("amount", "10000000000", "no more than 10 digits before the decimal point"),
         ("amount", "0", "greater than or equal to 0.01"),
@@ -133,14 +133,19 @@ def test_a_huge_amount_confirmed_is_still_refused_and_never_reaches_the_ledger(
         url("payment_post", account),
         {**PAYMENT, "tender": tender, "amount": HUGE, "confirm_over_limit": "on"},
     )
-    assert "largest payment" in _field_errors(response, "amount")[0]
+    assert "largest amount" in _field_errors(response, "amount")[0]
     assert _writes() == before
 
 
 @pytest.mark.parametrize(
     "action, data, field, says",
     [
-        ("deposit_collect", {"amount": HUGE, "tender": "cash", "reference": "B-1"}, "amount", "too large"),
+        (
+            "deposit_collect",
+            {"amount": HUGE, "tender": "cash", "reference": "B-1"},
+            "amount",
+            "largest amount",
+        ),
         ("deposit_collect", {"amount": "60", "tender": "cash", "reference": "B\x001"}, "reference", "Null"),
         (
             "deposit_collect",
@@ -148,7 +153,12 @@ def test_a_huge_amount_confirmed_is_still_refused_and_never_reaches_the_ledger(
             "amount",
             "10 digits before",
         ),
-        ("adjustment_post", {"direction": "credit", "amount": HUGE, "reason": "x"}, "amount", "too large"),
+        (
+            "adjustment_post",
+            {"direction": "credit", "amount": HUGE, "reason": "x"},
+            "amount",
+            "largest amount",
+        ),
         (
             "adjustment_post",
             {"direction": "debit", "amount": "5", "reason": "r" * 251},
@@ -179,13 +189,23 @@ def test_a_bad_value_on_an_account_form_is_that_fields_error_and_nothing_is_writ
     assert _writes() == before
 
 
-def test_the_payment_return_form_refuses_a_day_out_of_range(client, clerk, account):
+@pytest.mark.parametrize(
+    "day, says",
+    [
+        ("0001-01-01", "it cannot be returned before"),
+        ("2026-11-19", "it cannot be returned before"),  # the payment came in on the 20th
+        ("2026-11-21", "cannot be returned in the future"),
+        ("10000-01-01", "Enter a valid date"),
+        ("2026-13-01", "Enter a valid date"),
+    ],
+)
+def test_the_payment_return_form_refuses_a_day_out_of_range_on_the_field(client, clerk, account, day, says):
     payment = Payment.objects.get()
     client.force_login(clerk)
     before = _writes()
-    for day in ("0001-01-01", "10000-01-01", "2026-13-01"):
-        response = client.post(url("payment_return", payment), {"reason": "nsf", "returned_on": day})
-        assert response.status_code == 200 and response.context["form"].errors
+    response = client.post(url("payment_return", payment), {"reason": "nsf", "returned_on": day})
+    errors = _field_errors(response, "returned_on")
+    assert errors and says in errors[0], errors
     assert _writes() == before
 
 
@@ -196,13 +216,47 @@ def test_the_service_refuses_an_amount_above_the_policys_largest_payment(account
     with pytest.raises(ValueRefused) as refused:
         services.payment_post(account=account, amount="100000.01", tender="check", reference="CK 1")
     assert refused.value.field == "amount"
-    assert "$100,000.01 is more than the largest payment the policy accepts ($100,000.00)" in str(
+    assert "$100,000.01 is more than the largest amount the policy accepts ($100,000.00)" in str(
         refused.value
     )
 
 
+POSTINGS = {
+    "deposit_collect": lambda a, m: services.deposit_collect(
+        account=a, amount=HUGE, tender="cash", reference="DEP-9", actor=m
+    ),
+    "adjustment_post": lambda a, m: services.adjustment_post(account=a, amount=HUGE, actor=m, reason="x"),
+    "adjustment_post debit": lambda a, m: services.adjustment_post(
+        account=a, amount="-" + HUGE, actor=m, reason="x"
+    ),
+    "debt_transfer_to_arrears": lambda a, m: services.debt_transfer_to_arrears(
+        account=a, amount=HUGE, actor=m, reason="x"
+    ),
+    "fee_charge": lambda a, m: services.fee_charge(account=a, code="x", amount=HUGE, actor=m, memo="x"),
+    "receivable_add": lambda a, m: services.receivable_add(
+        account=factories.account(billing_mode="postpaid"),
+        amount=HUGE,
+        due_date=datetime.date(2026, 12, 1),
+        description="bill",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", POSTINGS)
+def test_every_service_refuses_an_amount_above_the_policys_largest_even_on_an_empty_ledger(
+    name, policy, manager
+):
+    """On a new ledger 9,999,999,999.99 would still fit every balance: the policy refuses it."""
+    account = factories.account(number="3000200")
+    before = _writes()
+    with pytest.raises(ValueRefused, match="more than the largest amount the policy accepts") as refused:
+        POSTINGS[name](account, manager)
+    assert refused.value.field == "amount"
+    assert _writes()[:4] == before[:4]
+
+
 def test_the_ledger_refuses_a_posting_that_would_overflow_a_balance(account, manager):
-    Policy.objects.update(payment_maximum=MAX_BALANCE)
+    Policy.objects.update(amount_maximum=MAX_BALANCE)
     before = _writes()
     with pytest.raises(services.BillingError, match="would hold more than \\$9,999,999,999.99"):
         services.payment_post(
