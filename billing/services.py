@@ -296,8 +296,6 @@ def fee_charge(
     `due_date` says otherwise; any credit on the account pays it at once.
     """
     check_texts(memo=memo)
-    if amount is not None:
-        refuse_above_maximum(amount, on=on)
     on = on or timezone.localdate()
     account = _lock_account(account)
     entry = FeeScheduleEntry.objects.filter(code=code).first()
@@ -305,6 +303,7 @@ def fee_charge(
         if entry is None or not entry.is_active:
             raise BillingError(f"There is no active fee '{code}' in the fee schedule.")
         amount = entry.amount
+    refuse_above_maximum(amount, on=on)  # a schedule's amount too: it may have been mistyped
     amount = to_cents(amount)
     if amount <= 0:
         raise BillingError(f"A fee must be more than $0.00 (got ${amount}).")

@@ -22,7 +22,7 @@ from billing import services
 from billing.ledger import MAX_BALANCE, coop_ledger_account
 from billing.models import DebtPlan, LedgerAccount, Payment, ReturnedPayment, Transaction
 from coop import roles
-from coop.models import Policy
+from coop.models import FeeScheduleEntry, Policy
 from coop.validators import ValueRefused
 
 pytestmark = pytest.mark.django_db
@@ -233,6 +233,11 @@ POSTINGS = {
         account=a, amount=HUGE, actor=m, reason="x"
     ),
     "fee_charge": lambda a, m: services.fee_charge(account=a, code="x", amount=HUGE, actor=m, memo="x"),
+    "fee_charge from the schedule": lambda a, m: services.fee_charge(
+        account=a,
+        code=FeeScheduleEntry.objects.create(code="typo", description="Typo", amount=D(HUGE)).code,
+        actor=m,
+    ),
     "receivable_add": lambda a, m: services.receivable_add(
         account=factories.account(billing_mode="postpaid"),
         amount=HUGE,
