@@ -179,7 +179,7 @@ def payment_post(
     payment's `Credit`; what is left over is a credit on the account (AMOUNT_DUE goes negative)
     that pays the next receivable added.
 
-    An amount above the policy's largest payment is refused; one above the confirmation limit of
+    An amount above the policy's largest amount is refused; one above the confirmation limit of
     its tender is posted only with `over_limit_confirmed` (how the clerk confirmed it), which the
     memo records (billing/limits.py).
     """

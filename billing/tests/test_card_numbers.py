@@ -119,7 +119,9 @@ def _handlers_reached(logger):
         logger = logger.parent if logger.propagate else None
 
 
-@pytest.mark.parametrize("name", ["django.request", "django.server", "django.db.backends", "billing", "q"])
+@pytest.mark.parametrize(
+    "name", ["django.request", "django.server", "django.db.backends", "django-q", "billing"]
+)
 def test_every_handler_a_record_reaches_masks_card_numbers(name):
     """Django's own loggers (django.request logs each 500 with its URL, django.server each request
     line) and the project's reach only handlers with the filter."""
