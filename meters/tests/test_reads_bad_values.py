@@ -71,3 +71,14 @@ def test_the_largest_value_the_column_holds_is_imported(tmp_path):
     path.write_text("meter,date,kwh\nM-1,2026-11-20,999999999.999\n")
     report = reads_import(path=path)
     assert report.applied and MeterRead.objects.get().kwh == Decimal("999999999.999")
+
+
+def test_a_card_number_in_a_reads_file_is_never_printed(tmp_path):
+    path = tmp_path / "reads.csv"
+    path.write_text("meter,date,kwh\n4111111111111111,2026-11-20,5\nM-1,2026-11-20,4111111111111111\n")
+    err = StringIO()
+    with pytest.raises(CommandError):
+        call_command("import_reads", str(path), stdout=StringIO(), stderr=err)
+    assert "line 2: meter: no meter with serial ************1111" in err.getvalue()
+    assert "line 3: kwh: too large (************1111)" in err.getvalue()
+    assert "4111111111111111" not in err.getvalue()
