@@ -25,7 +25,8 @@ from django.utils.html import format_html
 
 from accounts.exceptions import IllegalStatusTransition
 from accounts.models import Account, AccountStatusChange, Member, ServiceHold, ServiceLocation
-from coop.admin_tools import BigTableAdmin, HistoryAdmin, ReadOnlyInline
+from coop.admin_tools import BigTableAdmin, HistoryAdmin, NoCardNumbersMixin, ReadOnlyInline
+from coop.validators import ValueRefused, no_card_number
 from meters.models import MeterInstallation
 
 STATUS_CHANGES_SHOWN = 20  # on the account page; the full trail is on its own list page
@@ -181,7 +182,7 @@ class StatusChangeInline(ReadOnlyInline, admin.TabularInline):
         return super().get_queryset(request).select_related("actor")
 
 
-class ServiceHoldInline(admin.TabularInline):
+class ServiceHoldInline(NoCardNumbersMixin, admin.TabularInline):
     """The account's disconnect holds (medical, critical care, management deferral). Only managers
     add or change them (coop/roles.py); others see them read-only."""
 
@@ -234,7 +235,9 @@ class AccountForm(forms.ModelForm):
 
 class StatusChangeForm(forms.Form):
     to_status = forms.ChoiceField(label="New status", choices=Account.Status.choices)
-    reason = forms.CharField(max_length=200, help_text="Kept in the account's status history.")
+    reason = forms.CharField(
+        max_length=200, help_text="Kept in the account's status history.", validators=[no_card_number]
+    )
 
     def __init__(self, *args, account, **kwargs):
         super().__init__(*args, **kwargs)
@@ -436,7 +439,7 @@ class AccountAdmin(BigTableAdmin, HistoryAdmin):
                     account_change_status_by_hand(
                         account=account, to_status=to_status, actor=request.user, reason=reason
                     )
-                except IllegalStatusTransition as e:
+                except (IllegalStatusTransition, ValueRefused) as e:  # ValueRefused: a card number
                     errors.append(str(e))
             if errors:
                 transaction.set_rollback(True)

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from accounts.exceptions import IllegalStatusTransition
 from accounts.models import Account, AccountStatusChange, Member, ServiceLocation
+from coop.validators import check_texts
 
 
 def _save_new(instance):
@@ -75,6 +76,7 @@ def account_change_status(*, account: Account, to_status: str, actor, reason: st
     The account row is locked first so two clerks (or a clerk and the daily run) cannot both
     move it from the same starting status.
     """
+    check_texts(reason=reason)
     if not reason or not reason.strip():
         raise IllegalStatusTransition("Say why the status is changing.")
     locked = Account.objects.select_for_update().get(pk=account.pk)

@@ -4,7 +4,8 @@ receipt, and one small form per money action.
 Each action view checks the permission, validates its form and calls exactly one service in
 `billing.services`. A service is one database transaction, so when it refuses (a `BillingError`,
 a `CoopError` such as no policy in force, or a `ValidationError`) nothing is saved and its message
-is shown on the form as it is. The URLs are added by the billing admins (billing/admin.py):
+is shown on the form as it is: on the field it names (`exc.field`, as `ValueRefused` does), else
+above the form. The URLs are added by the billing admins (billing/admin.py):
 account actions and receipts under the Payment admin, a fee's waiver under the ChargedFee admin
 and a plan's cancellation under the DebtPlan admin.
 
@@ -48,9 +49,10 @@ from billing.forms import (
     PlanEnrollForm,
     WriteOffForm,
 )
+from billing.limits import over_confirmation_limit
 from billing.models import ChargedFee, DebtPlan, LedgerAccount, Leg, Payment, ReturnedPayment, Transaction
 from billing.selectors import Balances, account_balances, active_plan, add_months, check_restricted_until
-from coop.exceptions import CoopError
+from coop.exceptions import CoopError, PolicyNotConfigured
 from coop.models import Policy
 
 P = LedgerAccount.Purpose
@@ -333,8 +335,9 @@ class MoneyViews:
             try:
                 result = call(form.cleaned_data)
             except (CoopError, ValidationError) as exc:
+                field = getattr(exc, "field", None)
                 for message in _error_messages(exc):
-                    form.add_error(None, message)
+                    form.add_error(field if field in form.fields else None, message)
             else:
                 return done(result)
         balances = account_balances(account)
@@ -381,16 +384,37 @@ class MoneyViews:
             checks = check_status(account, today=today)
             if checks.refused_until:
                 intro.append(f"{checks}: take cash, a certified check or a card.")
+            cash, other = policy.payment_confirm_above_cash, policy.payment_confirm_above
+            limits = [
+                f"cash above ${cash:,}" if cash else "",
+                f"another tender above ${other:,}" if other else "",
+            ]
+            if cash or other:
+                intro.append(
+                    f"A payment by {' or '.join(filter(None, limits))} asks you to confirm the amount."
+                )
+        if request.method == "POST" and form.is_valid():
+            # The amount is above the limit of its tender: show the box that confirms it.
+            day_policy = _policy_or_none(timezone.localdate(form.cleaned_data["received_at"]))
+            if day_policy is not None and over_confirmation_limit(
+                day_policy, amount=form.cleaned_data["amount"], tender=form.cleaned_data["tender"]
+            ):
+                form.ask_confirmation()
 
         def call(data):
-            return services.payment_post(
-                account=account,
-                amount=data["amount"],
-                tender=data["tender"],
-                reference=data["reference"],
-                received_at=data["received_at"],
-                actor=request.user,
-            )
+            try:
+                return services.payment_post(
+                    account=account,
+                    amount=data["amount"],
+                    tender=data["tender"],
+                    reference=data["reference"],
+                    received_at=data["received_at"],
+                    actor=request.user,
+                    over_limit_confirmed="on the payment form" if data["confirm_over_limit"] else "",
+                )
+            except PolicyNotConfigured as exc:
+                exc.field = "received_at"  # no policy on the day the payment was received
+                raise
 
         def done(result):
             payment, created = result
@@ -462,7 +486,7 @@ class MoneyViews:
         payment = get_object_or_404(Payment.objects.select_related("account__member"), pk=payment_id)
         _require(request, "payment_return")
         account = payment.account
-        form = self._bound(PaymentReturnForm, request)
+        form = self._bound(PaymentReturnForm, request, received_on=timezone.localdate(payment.received_at))
 
         def call(data):
             return services.payment_return(

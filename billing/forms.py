@@ -2,7 +2,8 @@
 
 They only check the shape of the input (an amount of money, a choice from the list, a reason).
 Every rule about money (the minimum payment, check restriction, deposit held, the policy's plan
-share, who may waive) is the service's, and its message is shown on the form.
+share, who may waive, the payment amount guards) is the service's, and its message is shown on the
+form. No free-text field takes a card number (coop/validators.py); the services refuse one again.
 """
 
 import datetime
@@ -11,8 +12,10 @@ from decimal import Decimal
 from django import forms
 from django.utils import timezone
 
+from billing.limits import CONFIRM_FIELD
 from billing.models import Payment, ReturnedPayment
 from coop.models import FeeScheduleEntry
+from coop.validators import no_card_number
 
 CENT = Decimal("0.01")
 
@@ -37,7 +40,12 @@ def reason_field(label="Reason", *, required=True, help_text="Kept with the post
         max_length=250,
         help_text=help_text,
         widget=forms.TextInput(attrs={"size": 50}),
+        validators=[no_card_number],
     )
+
+
+def reference_field(help_text):
+    return forms.CharField(max_length=80, help_text=help_text, validators=[no_card_number])
 
 
 class LocalDateTimeInput(forms.DateTimeInput):
@@ -52,18 +60,30 @@ class LocalDateTimeInput(forms.DateTimeInput):
 class PaymentPostForm(forms.Form):
     amount = money_field()
     tender = forms.ChoiceField(choices=Payment.Tender.choices, initial=Payment.Tender.CASH)
-    reference = forms.CharField(
-        max_length=80,
-        help_text="Check number, card or processor reference, or the cash receipt-book number. "
-        "Posting the same tender and reference again shows the first receipt; it never posts twice.",
+    reference = reference_field(
+        "Check number, processor reference, the card's last four digits, or the cash receipt-book "
+        "number. Posting the same tender and reference again shows the first receipt; it never posts "
+        "twice."
     )
     received_at = forms.DateTimeField(
         label="Received at", widget=LocalDateTimeInput(), help_text="Cooperative time."
     )
+    # Shown only once the amount is above the policy's limit for the tender (ask_confirmation).
+    confirm_over_limit = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["received_at"].initial = timezone.localtime().replace(second=0, microsecond=0)
+
+    def ask_confirmation(self) -> None:
+        """Show the confirmation box: the amount is above the limit for its tender."""
+        field = self.fields[CONFIRM_FIELD]
+        field.widget = forms.CheckboxInput()
+        field.label = "Confirm the amount"
+        field.help_text = (
+            "The amount is above the policy's limit for this tender. Tick to confirm it is right; "
+            "your confirmation is recorded with the payment."
+        )
 
     def clean_reference(self):
         return self.cleaned_data["reference"].strip()
@@ -85,9 +105,20 @@ class PaymentReturnForm(forms.Form):
         help_text="The day the bank or processor returned it.",
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, received_on: datetime.date | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["returned_on"].initial = timezone.localdate()
+        self.received_on = received_on
+
+    def clean_returned_on(self):
+        returned_on = self.cleaned_data["returned_on"]
+        if returned_on > timezone.localdate():
+            raise forms.ValidationError("A payment cannot be returned in the future.")
+        if self.received_on and returned_on < self.received_on:
+            raise forms.ValidationError(
+                f"The payment was received on {self.received_on:%B %-d, %Y}; it cannot be returned before."
+            )
+        return returned_on
 
 
 class FeeChargeForm(forms.Form):
@@ -105,9 +136,7 @@ class FeeWaiveForm(forms.Form):
 class DepositCollectForm(forms.Form):
     amount = money_field(help_text="Defaults to what the policy requires less what is already held.")
     tender = forms.ChoiceField(choices=Payment.Tender.choices, initial=Payment.Tender.CASH)
-    reference = forms.CharField(
-        max_length=80, help_text="Check number, card reference or cash receipt-book number."
-    )
+    reference = reference_field("Check number, processor reference or cash receipt-book number.")
 
 
 class DepositApplyForm(forms.Form):

@@ -38,6 +38,7 @@ from billing.models import Payment
 from billing.services import payment_post
 from coop.exceptions import CoopError, PolicyNotConfigured
 from coop.imports import RowProblem
+from coop.validators import CARD_NUMBER_MESSAGE, contains_card_number
 
 COLUMNS = ("account_number", "amount", "tender", "reference", "received_at")
 TENDERS = tuple(Payment.Tender.values)
@@ -48,6 +49,9 @@ MAX_AMOUNT = Decimal("9999999999.99")
 CHUNK_SIZE = 500
 ZERO = Decimal("0.00")
 NOON = datetime.time(12, 0)
+# Dates before this are typing errors (and the first years of the calendar cannot be moved to
+# another time zone at all).
+EARLIEST_YEAR = 1900
 
 _AMOUNT = re.compile(r"([+-]?)\$?(\d*)(?:\.(\d*))?")
 
@@ -258,6 +262,8 @@ def _parse_tender(text: str, default_tender: str | None) -> tuple[str | None, st
 def _parse_reference(text: str) -> tuple[str | None, str | None]:
     if not text:
         return None, "missing; every payment needs its processor, lockbox or check reference"
+    if _unreadable(text):  # never a key below: the conflict message would quote it
+        return None, _unreadable(text)
     if len(text) > REFERENCE_MAX_LENGTH:
         return None, f"longer than {REFERENCE_MAX_LENGTH} characters"
     return text, None
@@ -273,11 +279,15 @@ def _parse_received_at(text: str, now: datetime.datetime) -> tuple[datetime.date
     try:
         if len(text) <= 10:
             day = datetime.date.fromisoformat(text)
+            if day.year < EARLIEST_YEAR:
+                return None, f"{text} is out of range (before {EARLIEST_YEAR})"
             if day > today:
                 return None, f"{text} is in the future"
             # A date alone means noon local; a payment dated today is not stamped later than now.
             return min(datetime.datetime.combine(day, NOON, tzinfo=zone), now), None
         value = datetime.datetime.fromisoformat(text)
+        if value.year < EARLIEST_YEAR:
+            return None, f"{text} is out of range (before {EARLIEST_YEAR})"
     except ValueError:
         return None, (
             f"not a date ('{text}'); use 2026-11-20, or 2026-11-20T14:05:00-06:00 with the time and offset"
@@ -294,12 +304,24 @@ def _parse_received_at(text: str, now: datetime.datetime) -> tuple[datetime.date
     return value, None
 
 
+def _unreadable(text: str) -> str | None:
+    """Why a value may not be read at all, before anything else is said about it (the other
+    messages quote the value: a card number must not be quoted, a NUL cannot be stored)."""
+    if "\x00" in text:
+        return "contains a NUL character (byte 0); export the file again as plain CSV"
+    if contains_card_number(text):
+        return CARD_NUMBER_MESSAGE
+    return None
+
+
 def _parse(
     line: int, values: dict[str, str], extra: int, *, default_tender: str | None, now: datetime.datetime
 ) -> tuple[_Row | None, list[RowProblem]]:
     problems = []
     if extra > 0:
         problems.append(RowProblem(line, "row", f"{extra} more value(s) than the header has columns"))
+    unreadable = {name: why for name, text in values.items() if (why := _unreadable(text))}
+    problems.extend(RowProblem(line, name, reason) for name, reason in unreadable.items())
     account_number = values["account_number"]
     if not account_number:
         problems.append(RowProblem(line, "account_number", "missing"))
@@ -310,6 +332,8 @@ def _parse(
         ("reference", _parse_reference(values["reference"])),
         ("received_at", _parse_received_at(values["received_at"], now)),
     ):
+        if name in unreadable:
+            continue
         if reason:
             problems.append(RowProblem(line, name, reason))
         parsed[name] = value
@@ -380,7 +404,7 @@ def _check_file(
     for line, values, extra in _records(path, default_tender=default_tender):
         row, problems = _parse(line, values, extra, default_tender=default_tender, now=now)
         report(problems)
-        if values["account_number"]:
+        if values["account_number"] and not _unreadable(values["account_number"]):
             pending.append((line, values["account_number"]))
             if len(pending) >= CHUNK_SIZE:
                 look_up_accounts()
@@ -429,6 +453,7 @@ def _post_rows(
     actor,
     keep_receipts: bool,
     result: ImportResult,
+    over_limit_confirmed: str = "",
 ) -> None:
     """Second reading, inside the import's transaction: post each good row in its own savepoint."""
     chunk: list[_Row] = []
@@ -446,6 +471,7 @@ def _post_rows(
                         reference=row.reference,
                         received_at=row.received_at,
                         actor=actor,
+                        over_limit_confirmed=over_limit_confirmed,
                     )
             except CoopError as exc:
                 result.problems.append(RowProblem(row.line, _field_of(exc), str(exc)))
@@ -490,6 +516,7 @@ def payment_file_import(
     dry_run: bool = False,
     actor,
     keep_receipts: bool = False,
+    confirm_over_limit: bool = False,
 ) -> ImportResult:
     """Import a payment file (see the module's docstring). Idempotent: a row whose tender and
     reference were already posted to the same account for the same amount is a duplicate, not an
@@ -523,6 +550,10 @@ def payment_file_import(
             actor=actor,
             keep_receipts=keep_receipts,
             result=result,
+            # The operator confirmed every amount above the policy's limit (recorded in each memo).
+            over_limit_confirmed=f"import_payments --confirm-over-limit, file {path.name}"
+            if confirm_over_limit
+            else "",
         )
         if _fingerprint(path) != before:
             raise PaymentFileError(f"{path.name} changed while it was being imported. Nothing was posted.")

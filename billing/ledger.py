@@ -15,6 +15,10 @@ from django.db import IntegrityError, connection, transaction
 from billing.exceptions import DuplicateReference, LedgerError
 from billing.models import LedgerAccount, Leg, Payment, Transaction
 from coop.money import to_cents
+from coop.validators import check_texts
+
+# The largest balance a MoneyField (12 digits, 2 of them cents) holds.
+MAX_BALANCE = Decimal("9999999999.99")
 
 
 def member_ledger_account(account, purpose: str) -> LedgerAccount:
@@ -127,6 +131,7 @@ def ledger_post(
     posted and changes nothing, even when two processes race to post it. The same key for other
     money (another kind, account, amount or tender) is refused (`ledger_same_as_before`).
     """
+    check_texts(memo=memo)  # the memo can never be changed: no card number reaches it
     legs = _normalise(legs)
     amount, tender = _amount_and_tender([(la.purpose, la.tender, a) for la, a in legs])
     same = {"kind": kind, "account": account, "amount": amount, "tender": tender}
@@ -142,6 +147,15 @@ def ledger_post(
         .order_by("pk")
         .values_list("pk", "balance")
     )
+    # A stored balance holds 12 digits: refuse a posting that would overflow one, rather than have
+    # PostgreSQL fail it (numeric field overflow) or SQLite store a value it cannot read back.
+    for la, leg_amount in legs:
+        if abs(balances[la.pk] + leg_amount) > MAX_BALANCE:
+            error = LedgerError(
+                f"${abs(leg_amount):,} is too large: {la} would hold more than ${MAX_BALANCE:,}."
+            )
+            error.field = "amount"  # what every caller's form and file call the amount posted
+            raise error
     try:
         with transaction.atomic():
             txn = Transaction.objects.create(

@@ -16,6 +16,7 @@ from billing.ledger import (
     ledger_same_as_before,
     member_ledger_account,
 )
+from billing.limits import payment_amount_check, refuse_above_maximum
 from billing.models import (
     Allocation,
     ChargedFee,
@@ -31,6 +32,7 @@ from billing.models import (
 from billing.selectors import account_balances, active_plan, check_restricted_until
 from coop.models import FeeScheduleEntry, Policy
 from coop.money import split, to_cents
+from coop.validators import check_texts, refuse_bad_text
 from notifications import events as notices
 
 P = LedgerAccount.Purpose
@@ -174,6 +176,7 @@ def payment_post(
     reference: str,
     received_at: datetime.datetime | None = None,
     actor=None,
+    over_limit_confirmed: str = "",
 ) -> tuple[Payment, bool]:
     """Post a payment. Returns (payment, created).
 
@@ -183,7 +186,13 @@ def payment_post(
     the open receivables oldest due date first (then oldest id), recorded as `Allocation`s of the
     payment's `Credit`; what is left over is a credit on the account (AMOUNT_DUE goes negative)
     that pays the next receivable added.
+
+    An amount above the policy's largest amount is refused; one above the confirmation limit of
+    its tender is posted only with `over_limit_confirmed` (how the clerk confirmed it), which the
+    memo records (billing/limits.py).
     """
+    check_texts(reference=reference)
+    refuse_bad_text(reference, field="reference", max_length=Payment._meta.get_field("reference").max_length)
     amount = to_cents(amount)
     tender = Payment.Tender(tender)
     reference = (reference or "").strip()
@@ -217,6 +226,9 @@ def payment_post(
         raise PaymentRefused(
             f"The minimum prepaid payment is ${policy.prepaid_minimum_payment}; ${amount} is less."
         )
+    over_limit = payment_amount_check(
+        policy=policy, amount=amount, tender=tender, confirmed=over_limit_confirmed, actor=actor
+    )
     if tender == Payment.Tender.CHECK:
         until = check_restricted_until(account.member, today=day)
         if until:
@@ -246,7 +258,7 @@ def payment_post(
         idempotency_key=key,
         effective_date=day,
         actor=actor,
-        memo=f"{tender.label} {reference}",
+        memo=f"{tender.label} {reference}" + (f"; {over_limit}" if over_limit else ""),
         account=account,
     )
     payment = Payment.objects.create(
@@ -294,6 +306,7 @@ def fee_charge(
     On a postpaid account the fee is also a receivable, due the day it is charged unless
     `due_date` says otherwise; any credit on the account pays it at once.
     """
+    check_texts(memo=memo)
     on = on or timezone.localdate()
     account = _lock_account(account)
     entry = FeeScheduleEntry.objects.filter(code=code).first()
@@ -301,6 +314,7 @@ def fee_charge(
         if entry is None or not entry.is_active:
             raise BillingError(f"There is no active fee '{code}' in the fee schedule.")
         amount = entry.amount
+    refuse_above_maximum(amount, on=on)  # a schedule's amount too: it may have been mistyped
     amount = to_cents(amount)
     if amount <= 0:
         raise BillingError(f"A fee must be more than $0.00 (got ${amount}).")
@@ -348,6 +362,7 @@ def fee_waive(*, fee: ChargedFee, actor, reason: str) -> ChargedFee:
     the next one. Keeping it with the payment it came from means a later return of that payment
     takes back exactly what the payment brought, wherever it was allocated by then.
     """
+    check_texts(reason=reason)
     if actor is None or not actor.has_perm("coop.waive_fee"):
         raise BillingError("Only a billing manager may waive a fee.")
     if not reason.strip():
@@ -377,6 +392,8 @@ def payment_return(
     On a postpaid account the receivables the payment paid are open again for exactly the amounts
     it paid them (any other credit on the account then pays them, oldest first), and the fees are
     new receivables due the day of the return."""
+    check_texts(note=note)
+    refuse_bad_text(note, field="note", max_length=ReturnedPayment._meta.get_field("note").max_length)
     returned_on = returned_on or timezone.localdate()
     account = _lock_account(payment.account)
     payment = Payment.objects.select_for_update().get(pk=payment.pk)
@@ -432,6 +449,7 @@ def payment_return(
 @transaction.atomic
 def plan_enroll(*, account, actor, share_percent=None, override_reason: str = "", on=None) -> DebtPlan:
     """Enroll an account's arrears in a debt-management plan (managers only)."""
+    check_texts(override_reason=override_reason)
     on = on or timezone.localdate()
     account = _lock_account(account)
     policy = Policy.objects.in_force(on)
@@ -461,6 +479,7 @@ def plan_enroll(*, account, actor, share_percent=None, override_reason: str = ""
 
 @transaction.atomic
 def plan_cancel(*, plan: DebtPlan, actor, reason: str) -> DebtPlan:
+    check_texts(reason=reason)
     if not reason.strip():
         raise BillingError("Say why the plan is cancelled.")
     plan = DebtPlan.objects.select_for_update().get(pk=plan.pk)
@@ -485,6 +504,8 @@ def debt_transfer_to_arrears(*, account, amount, actor, reason: str, on=None) ->
     billed (unbilled energy, outstanding fees) and is recognised as energy revenue now. So the
     amount due never goes below zero by a transfer.
     """
+    check_texts(reason=reason)
+    refuse_above_maximum(amount, on=on)
     amount = to_cents(amount)
     if amount <= 0 or not reason.strip():
         raise BillingError("A transfer needs an amount above $0.00 and a reason.")
@@ -554,6 +575,8 @@ def deposit_required(*, account, on: datetime.date | None = None) -> Decimal:
 @transaction.atomic
 def deposit_collect(*, account, amount, tender: str, reference: str, actor=None, on=None) -> Transaction:
     """Take a security deposit: cash in, held for the member as a liability."""
+    check_texts(reference=reference)
+    refuse_above_maximum(amount, on=on)
     amount = to_cents(amount)
     if amount <= 0 or not reference.strip():
         raise BillingError("A deposit needs an amount above $0.00 and a reference.")
@@ -601,6 +624,7 @@ def deposit_apply(*, account, actor, reason: str, amount=None, on=None) -> Trans
     against what is owed (a final bill): arrears first, then the amount due."""
     if not reason.strip():
         raise BillingError("Say why the deposit is applied.")
+    check_texts(reason=reason)
     account = _lock_account(account)
     amount = _held_amount(account, amount)
     if account.billing_mode == Account.BillingMode.PREPAID:
@@ -661,6 +685,8 @@ def adjustment_post(*, account, amount, actor, reason: str, on=None) -> Transact
     """A manager's credit (positive amount) or debit (negative) to what the account has or owes,
     against billing adjustments. On a postpaid account a credit pays the oldest receivables and a
     debit is a receivable due the day it is posted."""
+    check_texts(reason=reason)
+    refuse_above_maximum(amount, on=on)
     _require_manager(actor, "post an adjustment")
     amount = to_cents(amount)
     if not amount or not reason.strip():
@@ -698,6 +724,7 @@ def adjustment_post(*, account, amount, actor, reason: str, on=None) -> Transact
 def adjustment_reverse(*, adjustment: Transaction, actor, reason: str) -> Transaction:
     """Reverse a manager's adjustment keyed in wrong (managers only). On a postpaid account its
     credit or receivable is cancelled, with what it had paid or been paid reopened."""
+    check_texts(reason=reason)
     _require_manager(actor, "reverse an adjustment")
     if not reason.strip():
         raise BillingError("Say why the adjustment is reversed.")
@@ -758,6 +785,7 @@ def credit_refund(*, account, actor, on=None) -> Transaction:
 @transaction.atomic
 def refund_pay(*, refund: Transaction, actor, reference: str, on=None) -> Transaction:
     """Pay out a refund (deposit or credit) by check: refunds payable down, cash out."""
+    check_texts(reference=reference)
     _require_manager(actor, "pay out a refund")
     if refund.kind not in (Transaction.Kind.REFUND, Transaction.Kind.DEPOSIT_REFUND):
         raise BillingError(f"Transaction #{refund.pk} is not a refund.")
@@ -820,6 +848,7 @@ def refund_pay(*, refund: Transaction, actor, reference: str, on=None) -> Transa
 @transaction.atomic
 def arrears_write_off(*, account, actor, reason: str, amount=None, on=None) -> Transaction:
     """Write off uncollectable arrears (all of them unless an amount is given)."""
+    check_texts(reason=reason)
     _require_manager(actor, "write off debt")
     if not reason.strip():
         raise BillingError("Say why the debt is written off.")
@@ -875,6 +904,8 @@ def receivable_add(
     calling again with the same key returns the receivable already added and posts nothing, so a
     billing run can be re-run safely. Any credit on the account pays the new bill at once.
     """
+    check_texts(description=description)
+    refuse_above_maximum(amount, on=on)
     kind = Receivable.Kind(kind)
     if kind not in _REVENUE_OF:
         raise BillingError(

@@ -16,12 +16,13 @@ from django.urls import reverse
 from simple_history.admin import SimpleHistoryAdmin
 
 from coop import admin_q, services  # noqa: F401 (admin_q: django-q2's records, read-only)
+from coop.admin_tools import NoCardNumbersMixin
 from coop.calendar import local_today
 from coop.exceptions import PolicyNotConfigured
 from coop.models import BillingCycle, FeeScheduleEntry, OfficeClosure, Policy, WeatherHold
 
 
-class ServiceHistoryAdmin(SimpleHistoryAdmin):
+class ServiceHistoryAdmin(NoCardNumbersMixin, SimpleHistoryAdmin):
     """SimpleHistoryAdmin whose saves go through a service (subclasses implement save_model)."""
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):
@@ -53,6 +54,7 @@ POLICY_SECTIONS = [
     ("Returned payments", "returned_payment_fee"),
     ("Payment arrangements", "arrangement_broken_limit"),
     ("Deposits", "deposit_first_meter_favorable"),
+    ("Amount guards", "amount_maximum"),
 ]
 
 

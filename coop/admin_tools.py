@@ -9,6 +9,7 @@ changes): a cooperative has up to a million of each, and a clerk lives in these 
   joins (see `get_search_results`), and understands a phone number typed in any common format.
 - `HistoryAdmin` shows django-simple-history's change history without its "Revert" (a revert
   writes every field of an old version, status included, past the services and their audit).
+- `NoCardNumbersMixin` (under both) refuses a card number in every free-text field of the forms.
 """
 
 import re
@@ -18,12 +19,15 @@ from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db import models
 from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import smart_split, unescape_string_literal
 from simple_history.admin import SimpleHistoryAdmin
+
+from coop.validators import no_card_number
 
 COUNT_LIMIT = 10_000
 MIN_WORD = 3  # shorter search words are dropped beside longer ones (see get_search_results)
@@ -87,7 +91,22 @@ def _search_lookup(field: str) -> str:
     return f"{field}__icontains"
 
 
-class BigTableAdmin(admin.ModelAdmin):
+class NoCardNumbersMixin:
+    """Every free-text field (CharField, TextField without choices) a clerk types into refuses a
+    payment card number, shown on the field (coop/validators.py)."""
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if (
+            formfield is not None
+            and isinstance(db_field, models.CharField | models.TextField)
+            and not db_field.choices
+        ):
+            formfield.validators = [*formfield.validators, no_card_number]
+        return formfield
+
+
+class BigTableAdmin(NoCardNumbersMixin, admin.ModelAdmin):
     """A ModelAdmin for a table with up to a million rows.
 
     Searching: `search_fields` keep Django's meaning (`^` starts with, `=` exact, none: contains;
@@ -133,7 +152,7 @@ class BigTableAdmin(admin.ModelAdmin):
         return queryset, False
 
 
-class HistoryAdmin(SimpleHistoryAdmin):
+class HistoryAdmin(NoCardNumbersMixin, SimpleHistoryAdmin):
     """simple-history's change history, read-only: its "Revert" saves an old version whole
     (an account's status included) without going through the services, so it is off."""
 

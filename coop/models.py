@@ -74,7 +74,8 @@ class Policy(models.Model):
     """Every number and rule in docs/POLICIES.md, as one dated version.
 
     Defaults are neutral (no fee, no restriction, no requirement): a preset or a manager sets
-    each program's own numbers, so nothing silently inherits another cooperative's rule.
+    each program's own numbers, so nothing silently inherits another cooperative's rule. The
+    amount guards are the exception (see their section).
 
     A change is a new version with a later `effective_from`; every computation asks for the version
     in force on the day concerned (`Policy.objects.in_force(day)`), so a change never rewrites the
@@ -272,6 +273,28 @@ class Policy(models.Model):
     deposit_additional_meter_favorable = MoneyField(default=Decimal("0.00"), validators=NON_NEGATIVE)
     deposit_additional_meter_unfavorable = MoneyField(default=Decimal("0.00"), validators=NON_NEGATIVE)
 
+    # --- Amount guards ----------------------------------------------------------------------
+    # Typing errors, not rules of a program: unlike the settings above, their defaults are not
+    # neutral, because "no limit" would let 9,999,999,999.99 typed by mistake reach the ledger.
+    amount_maximum = MoneyField(
+        default=Decimal("1000000.00"),
+        validators=[MinValueValidator(Decimal("0.01"))],
+        help_text="The largest single amount posted by staff or a payment file (a payment, deposit, "
+        "fee, bill, adjustment or debt transfer); a larger amount is refused as a typing error.",
+    )
+    payment_confirm_above_cash = MoneyField(
+        default=Decimal("5000.00"),
+        validators=NON_NEGATIVE,
+        help_text="A cash payment above this is posted only when the clerk confirms the amount "
+        "(recorded with the payment); 0: never asked.",
+    )
+    payment_confirm_above = MoneyField(
+        default=Decimal("10000.00"),
+        validators=NON_NEGATIVE,
+        help_text="The same for a payment by any other tender (check, card, ACH, online, money "
+        "order); 0: never asked.",
+    )
+
     history = HistoricalRecords()
     objects = PolicyQuerySet.as_manager()
 
@@ -325,6 +348,13 @@ class Policy(models.Model):
             errors["nonpay_disconnect_days_after_notice"] = "Say how many days after the notice."
         if self.long_disconnect_days is None and self.long_disconnect_deposit:
             errors["long_disconnect_days"] = "A long-disconnection deposit needs a number of days."
+        for name in ("payment_confirm_above_cash", "payment_confirm_above"):
+            limit = getattr(self, name)
+            if limit and self.amount_maximum and limit >= self.amount_maximum:
+                errors[name] = (
+                    f"The confirmation limit (${limit}) must be below the largest amount "
+                    f"(${self.amount_maximum}), or 0 to never ask."
+                )
         if errors:
             raise ValidationError(errors)
 

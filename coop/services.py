@@ -21,6 +21,7 @@ from coop import presets
 from coop.calendar import local_today
 from coop.exceptions import PolicyHistoryLocked
 from coop.models import BillingCycle, FeeScheduleEntry, OfficeClosure, Policy, WeatherHold
+from coop.validators import check_texts
 
 # Fields of a version that are not policy settings: who/when, and the version's own identity.
 POLICY_VERSION_FIELDS = ("effective_from", "name", "notes")
@@ -297,6 +298,7 @@ def fee_schedule_entry_save(
     """Add a fee to the schedule, or change `entry`. A fee already charged keeps the amount it was
     charged at, so changing an amount here never changes what members owe."""
     _refuse_floats({"amount": amount})
+    check_texts(description=description)
     entry = entry or FeeScheduleEntry()
     entry.code, entry.description, entry.amount, entry.is_active = code, description, amount, is_active
     entry.full_clean()
@@ -306,6 +308,7 @@ def fee_schedule_entry_save(
 
 
 def _date_range_save(instance, *, actor, start_date, end_date, reason):
+    check_texts(reason=reason)
     instance.start_date, instance.end_date, instance.reason = start_date, end_date, reason
     if instance.pk is None:
         instance.entered_by = actor

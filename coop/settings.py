@@ -336,6 +336,15 @@ CONTENT_SECURITY_POLICY = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # No card number reaches a log: the one handler masks anything card-like in every record
+    # (coop/validators.py), and Django's own loggers (django.request logs each 500 with its URL,
+    # django.server each request line) and django-q2's (a failed task with its arguments) use it
+    # instead of their unfiltered defaults.
+    "filters": {"no_card_numbers": {"()": "coop.validators.CardNumberLogFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["no_card_numbers"]}},
+    "loggers": {
+        name: {"handlers": ["console"], "level": "INFO", "propagate": False}
+        for name in ("django", "django.server", "django-q")
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }

@@ -71,6 +71,8 @@ MAX_MILLI = 10 ** (MAX_WHOLE_DIGITS + 3) - 1
 # Rows sent to the temporary table at a time.
 CHUNK_ROWS = 10_000
 ONE_DAY = datetime.timedelta(days=1)
+EARLIEST_YEAR = 1900
+NUL_REASON = "contains a NUL character (byte 0); export the file again as plain CSV"
 SOURCE_NAME_MAX = MeterRead._meta.get_field("source_name").max_length
 ACTUAL, ESTIMATED = MeterRead.Quality.ACTUAL.value, MeterRead.Quality.ESTIMATED.value
 
@@ -148,6 +150,8 @@ def _parse_milli(text: str, name: str) -> tuple[int | None, str | None]:
 
 def _day_checked(day: datetime.date, today: datetime.date) -> tuple[str, str] | str:
     """(the day, the day before) in ISO form, or why the day cannot have a read."""
+    if day.year < EARLIEST_YEAR:  # a typing error (and 0001-01-01 has no day before it)
+        return f"{day} is out of range (before {EARLIEST_YEAR})"
     if day > today:
         return f"{day} is in the future (today is {today} in the cooperative's time zone)"
     return day.isoformat(), (day - ONE_DAY).isoformat()
@@ -382,6 +386,7 @@ def _stage_csv_rows(reader, stage: _Stage, *, columns, kind, width, meter_serial
             and day.__class__ is tuple
             and serial
             and (meter_at is None or meter_serial is None or serial == meter_serial)
+            and "\x00" not in serial
         ):
             whole, fraction = number.groups()
             rows.append(
@@ -402,6 +407,15 @@ def _stage_csv_rows(reader, stage: _Stage, *, columns, kind, width, meter_serial
             continue
         seen += 1
         problems = []
+        # A NUL is said as such, and the value not quoted (PostgreSQL cannot store one).
+        nul = [
+            n
+            for n, text in (("meter", serial or ""), ("date", date_text), (kind, value_text))
+            if "\x00" in text
+        ]
+        if nul:
+            errors.extend(ReadProblem(line, name, NUL_REASON) for name in nul)
+            continue
         if not serial:
             problems.append(ReadProblem(line, "meter", "missing"))
         elif meter_at is not None and meter_serial is not None and serial != meter_serial:

@@ -14,6 +14,7 @@ from django_q import tasks as q
 from accounts.models import Account, ServiceHold
 from accounts.services import account_change_status
 from coop.calendar import local_today
+from coop.validators import check_texts
 from meters.exceptions import HeadEndPermanentError, HeadEndTransientError, IllegalOrderTransition
 from meters.headend import adapter_for, adapter_for_meter
 from meters.models import Meter, MeterInstallation, ServiceOrder
@@ -203,6 +204,7 @@ def order_request(*, account, kind: str, reason: str, actor=None, due_by=None) -
     The adapter follows the meter installed at the account's location: the AMI head-end when it
     has a remote switch, a field order otherwise (or when no meter is installed).
     """
+    check_texts(reason=reason)
     kind = K(kind)
     if not reason or not reason.strip():
         raise IllegalOrderTransition("Say why the service order is requested.")
@@ -535,6 +537,7 @@ def _cancel_locked(order: ServiceOrder, *, actor, reason: str) -> None:
 def order_cancel(*, order_id, reason: str, actor=None) -> ServiceOrder:
     """Cancel an open order (queued, sent or failed) with the reason recorded on it. A head-end's
     late confirmation of a cancelled order is ignored (order_confirm_from_headend)."""
+    check_texts(reason=reason)
     if not reason or not reason.strip():
         raise IllegalOrderTransition("Say why the order is cancelled.")
     order = _locked(order_id)

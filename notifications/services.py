@@ -35,6 +35,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from accounts.models import Account, Member
 from billing.models import Deduction, LedgerAccount
+from coop.validators import contains_card_number, mask_card_numbers
 from notifications import transports
 from notifications.bulk import insert_new
 from notifications.exceptions import (
@@ -608,6 +609,8 @@ def sms_inbound_handle(*, params: dict) -> str:
     delivery gets the first answer again, and nothing changes."""
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     number = params.get("From", "")
+    if contains_card_number(params.get("Body", "")):  # a member texted a card number: never stored
+        params = {**params, "Body": mask_card_numbers(params["Body"])}
     body = params.get("Body", "")
     event, first = _event_first_time(
         kind=WebhookEvent.Kind.INBOUND, key=f"inbound:{sid}", params=params, from_number=number, body=body

@@ -49,3 +49,13 @@ def account(*, billing_mode=Account.BillingMode.PREPAID, actor=None, **overrides
     }
     fields.update(overrides)
     return services.account_open(actor=actor, **fields)
+
+
+def staff(role: str, username: str):
+    """A staff user in one of the roles of coop/roles.py (password "x")."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    user = get_user_model().objects.create_user(username, password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    return user

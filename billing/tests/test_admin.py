@@ -318,12 +318,12 @@ def test_returning_a_payment_from_its_row_reverses_it_and_shows_the_fees(client,
     assert url("payment_return", payment) in page
     response = client.post(
         url("payment_return", payment),
-        {"reason": "nsf", "note": "R01", "returned_on": "2026-11-19"},
+        {"reason": "nsf", "note": "R01", "returned_on": "2026-11-20"},
         follow=True,
     )
     assert response.redirect_chain[-1][0] == url("payment_receipt", payment)
     page = response.content.decode()
-    assert "RETURNED November 19, 2026 — Insufficient funds: R01" in page
+    assert "RETURNED November 20, 2026 — Insufficient funds: R01" in page
     assert f"Returned payment fee ({payment.receipt_number})</th><td>$15.00" in page
     assert f"Collection fee ({payment.receipt_number})</th><td>$45.00" in page
     record = ReturnedPayment.objects.get()
@@ -331,7 +331,7 @@ def test_returning_a_payment_from_its_row_reverses_it_and_shows_the_fees(client,
     assert account_balances(account).prepaid_credit == D("-60.00")
     # Once returned, it is not offered again, and a second return is refused by the service.
     assert url("payment_return", payment) not in _page(client, account).content.decode()
-    again = client.post(url("payment_return", payment), {"reason": "nsf", "returned_on": "2026-11-19"})
+    again = client.post(url("payment_return", payment), {"reason": "nsf", "returned_on": "2026-11-20"})
     assert again.context["form"].non_field_errors() == [
         f"Payment {payment.receipt_number} was already returned."
     ]

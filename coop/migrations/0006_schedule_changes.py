@@ -11,7 +11,7 @@ from coop.roles import sync_roles
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("coop", "0004_neutral_policy_defaults"),
+        ("coop", "0005_amount_guards"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
         ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
     ]

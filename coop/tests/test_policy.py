@@ -309,6 +309,7 @@ def test_admin_fieldsets_show_every_setting_once():
         "Returned payments",
         "Payment arrangements",
         "Deposits",
+        "Amount guards",
     ]
 
 

@@ -36,8 +36,14 @@ class Command(BaseCommand):
             help="The tender of rows without one (the tender column may then be left out).",
         )
         parser.add_argument("--dry-run", action="store_true", help="Check the file; post nothing.")
+        parser.add_argument(
+            "--confirm-over-limit",
+            action="store_true",
+            help="Post rows above the policy's confirmation limit for their tender (checked by you; "
+            "recorded with each such payment). Without it such a row is refused.",
+        )
 
-    def handle(self, *args, file, skip_bad, tender, dry_run, verbosity, **options):
+    def handle(self, *args, file, skip_bad, tender, dry_run, verbosity, confirm_over_limit, **options):
         try:
             result = payment_file_import(
                 actor=import_operator(options["operator"]),
@@ -46,6 +52,7 @@ class Command(BaseCommand):
                 skip_bad=skip_bad,
                 dry_run=dry_run,
                 keep_receipts=verbosity >= 2,
+                confirm_over_limit=confirm_over_limit,
             )
         except PaymentFileError as exc:
             raise CommandError(str(exc)) from exc

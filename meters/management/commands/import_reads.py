@@ -2,6 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from coop.validators import mask_card_numbers
 from meters.exceptions import MetersError
 from meters.reads import reads_import
 
@@ -49,7 +50,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
         for problem in report.errors:
-            self.stderr.write(str(problem))
+            self.stderr.write(mask_card_numbers(str(problem)))  # a problem may quote its value
         if verbosity >= 1:
             shown = report.skipped if verbosity >= 2 else report.skipped[:SKIPPED_SHOWN]
             for note in shown:
