@@ -346,13 +346,25 @@ def test_a_policy_whose_confirmation_limit_is_above_its_largest_payment_is_inval
 HEADER = "account_number,amount,tender,reference,received_at"
 
 
+OPERATOR = "lockbox-clerk"
+
+
+def _operator():
+    """The clerk the imports are run by (--operator), made once per test."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(username=OPERATOR).first()
+    return user or factories.staff(roles.CLERK, OPERATOR)
+
+
 def _run(tmp_path, *rows, args=()):
     """Run import_payments on the rows; return (exit status, everything it said)."""
     path = tmp_path / "lockbox.csv"
     path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
     out, err = StringIO(), StringIO()
+    _operator()
     try:
-        call_command("import_payments", str(path), *args, stdout=out, stderr=err)
+        call_command("import_payments", str(path), "--operator", OPERATOR, *args, stdout=out, stderr=err)
     except CommandError as exc:
         return 1, out.getvalue() + err.getvalue() + str(exc)
     return 0, out.getvalue() + err.getvalue()
@@ -420,7 +432,7 @@ def test_with_confirm_over_limit_the_row_is_posted_and_the_confirmation_recorded
     assert "import_payments posted=2" in output
     over = Payment.objects.get(reference="BOOK-60")
     assert over.transaction.memo == (
-        "Cash BOOK-60; over the $5,000.00 cash limit, confirmed by no operator named "
+        "Cash BOOK-60; over the $5,000.00 cash limit, confirmed by lockbox-clerk "
         "(import_payments --confirm-over-limit, file lockbox.csv)"
     )
     assert Payment.objects.get(reference="CK-1").transaction.memo == "Check CK-1"  # within its limit

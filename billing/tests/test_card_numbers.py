@@ -182,7 +182,7 @@ def _with_arrears(account, manager):
 
 def _refund(account, manager):
     services.deposit_collect(account=account, amount="60", tender="cash", reference="BOOK-1", actor=manager)
-    return services.deposit_refund(account=account, actor=manager)
+    return services.deposit_refund(account=account, actor=manager, reason="account closed")
 
 
 SERVICE_CALLS = {
@@ -370,8 +370,12 @@ def _import(tmp_path, *rows, args=()):
     path = tmp_path / "lockbox.csv"
     path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
     out, err = StringIO(), StringIO()
+    if not get_user_model().objects.filter(username="lockbox-clerk").exists():
+        factories.staff(roles.CLERK, "lockbox-clerk")
     with pytest.raises(CommandError) as refused:
-        call_command("import_payments", str(path), *args, stdout=out, stderr=err)
+        call_command(
+            "import_payments", str(path), "--operator", "lockbox-clerk", *args, stdout=out, stderr=err
+        )
     return out.getvalue() + err.getvalue() + str(refused.value)
 
 
