@@ -583,8 +583,9 @@ def _post(ctx: _Context, txn: Transaction) -> int:
     if _pg() and coop_legs:
         with connection.cursor() as cursor:
             foreign_keys = _deferred_foreign_keys(cursor)
-            cursor.execute(f"SET CONSTRAINTS {foreign_keys} IMMEDIATE")
-            cursor.execute(f"SET CONSTRAINTS {foreign_keys} DEFERRED")
+            if foreign_keys:
+                cursor.execute(f"SET CONSTRAINTS {foreign_keys} IMMEDIATE")
+                cursor.execute(f"SET CONSTRAINTS {foreign_keys} DEFERRED")
             cursor.execute(
                 "SELECT id FROM billing_ledgeraccount WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
                 [[pk for pk, _ in coop_legs]],
