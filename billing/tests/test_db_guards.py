@@ -130,6 +130,20 @@ def test_checking_constraints_early_only_closes_the_transaction_sooner(books):
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_check_made_early_inside_a_savepoint_that_is_rolled_back_is_made_again(books):
+    # The check passes on legs that the savepoint then takes away; the transaction stays.
+    with pytest.raises(DatabaseError, match="unbalanced: 0 legs"), transaction.atomic():
+        txn = raw_transaction("savepoint")
+        with pytest.raises(DatabaseError, match="rolled back on purpose"), transaction.atomic():
+            insert_legs(txn, (books["cash"], 4), (books["credit"], -4))
+            sql("SET CONSTRAINTS ALL IMMEDIATE")
+            assert sql("SELECT count(*) FROM billing_ledger_open") == [(0,)]
+            raise DatabaseError("rolled back on purpose")
+        sql("SET CONSTRAINTS ALL DEFERRED")
+    assert not Transaction.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_temporary_table_named_like_the_ledger_does_not_fool_the_check(books):
     # A temporary table comes first in every session's search path unless a function says
     # otherwise: a check that read "billing_leg" would read these two balanced fakes instead.
