@@ -44,6 +44,12 @@ no table; only the owner, who runs migrations, or a superuser can disable a trig
    as JSON, less the columns the change may set. `ledger_audit` proves each record against its
    ledger transaction.
 
+4. A ledger account's identity is fixed: only its stored balance changes (ledger_post and the
+   daily run move it; `ledger_audit` proves it equals the sum of its legs). Re-pointing a member's
+   prepaid credit at another member would move all its money without a leg. The check is an AFTER
+   trigger with a WHEN clause: for the daily run's stored-balance UPDATE (a row per account) it is
+   one row comparison per row, and nothing is queued.
+
 SQLite has no such triggers; there `billing.ledger` and the services are the only writers.
 """
 
@@ -184,9 +190,24 @@ CREATE TRIGGER billing_chargedfee_append_only BEFORE UPDATE OR DELETE ON billing
 
 CREATE TRIGGER billing_returnedpayment_append_only BEFORE UPDATE OR DELETE ON billing_returnedpayment
     FOR EACH ROW EXECUTE FUNCTION billing_refuse_record_change();
+
+-- 4. Ledger accounts: the balance moves, nothing else does.
+CREATE FUNCTION billing_ledgeraccount_fixed() RETURNS trigger LANGUAGE plpgsql
+SET search_path = {path} AS $$
+BEGIN
+    RAISE EXCEPTION 'ledger account % (#%) keeps its code, name, kind, purpose, member account and tender; '
+        'only its stored balance changes', OLD.code, OLD.id
+        USING ERRCODE = 'restrict_violation';
+END $$;
+CREATE TRIGGER billing_ledgeraccount_fixed AFTER UPDATE ON billing_ledgeraccount FOR EACH ROW
+    WHEN (ROW(OLD.id, OLD.code, OLD.name, OLD.kind, OLD.purpose, OLD.account_id, OLD.tender)
+          IS DISTINCT FROM ROW(NEW.id, NEW.code, NEW.name, NEW.kind, NEW.purpose, NEW.account_id, NEW.tender))
+    EXECUTE FUNCTION billing_ledgeraccount_fixed();
 """
 
 BACKWARD = """
+DROP TRIGGER IF EXISTS billing_ledgeraccount_fixed ON billing_ledgeraccount;
+DROP FUNCTION IF EXISTS billing_ledgeraccount_fixed();
 DROP TRIGGER IF EXISTS billing_returnedpayment_append_only ON billing_returnedpayment;
 DROP TRIGGER IF EXISTS billing_chargedfee_append_only ON billing_chargedfee;
 DROP TRIGGER IF EXISTS billing_payment_append_only ON billing_payment;

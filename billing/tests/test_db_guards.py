@@ -172,6 +172,19 @@ def test_truncate_is_refused_on_every_append_only_table():
     refused("TRUNCATE billing_ledger_open", match="TRUNCATE on billing_ledger_open refused")
 
 
+def test_a_ledger_account_keeps_its_identity_and_only_its_balance_moves(books):
+    credit, other = books["credit"], factories.account()
+    refused(
+        "UPDATE billing_ledgeraccount SET account_id = %s WHERE id = %s",
+        [other.pk, credit.pk],
+        match=f"ledger account {credit.code} .* only its stored balance changes",
+    )
+    refused(
+        "UPDATE billing_ledgeraccount SET purpose = 'arrears' WHERE id = %s", [credit.pk], match="only its"
+    )
+    sql("UPDATE billing_ledgeraccount SET balance = balance + 1 WHERE id = %s", [credit.pk])
+
+
 # --- Point 5: payments, returns and fees are records ----------------------------------------------
 
 
@@ -332,6 +345,7 @@ def test_the_application_role_posts_money_but_cannot_switch_any_guard_off(app_ro
         ("DELETE FROM billing_payment", "append-only"),
         ("DELETE FROM billing_returnedpayment", "append-only"),
         ("UPDATE billing_chargedfee SET amount = 1", "append-only"),
+        ("UPDATE billing_ledgeraccount SET account_id = NULL", "only its stored balance changes"),
     ]:
         refused(statement, match=match)
     assert Leg.objects.filter(ledger_account=cash).count() == 2
