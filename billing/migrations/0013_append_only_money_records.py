@@ -21,11 +21,15 @@ no table; only the owner, who runs migrations, or a superuser can disable a trig
    thousands of legs in one transaction; it now pays one check per transaction (the same grouped
    query it used to run itself) plus the cost of the transition table. `SET CONSTRAINTS ... IMMEDIATE`
    only makes the check earlier (and closes the transaction sooner); no setting makes it later or
-   skips it. A transaction inserted with no legs fails the same check.
+   skips it. (So the daily run, which runs its legs' foreign-key checks early, names those
+   constraints instead of saying ALL: its chunk is half posted at that point.) A check made early
+   inside a savepoint that is then rolled back is made again at commit. A transaction inserted
+   with no legs fails the same check.
 
    The trigger functions that read or write `billing_ledger_open` run as the owner (SECURITY
    DEFINER): the application's role has no privilege on that table, and even if granted one,
-   a guard trigger refuses any write not made by the owner. Every function here fixes its search
+   a guard trigger refuses any write not made by the table's owner (so the functions and the table
+   keep one owner: `REASSIGN OWNED` moves both). Every function here fixes its search
    path (pg_temp last): a temporary table named `billing_leg` would otherwise come first in the
    search path of the session that made it, and a check reading it would see fake legs.
 
@@ -60,7 +64,7 @@ from django.db import migrations
 LEDGER_TABLES = ["billing_leg", "billing_transaction"]
 RECORD_TABLES = ["billing_payment", "billing_returnedpayment", "billing_chargedfee"]
 
-# {path}: the schema the tables are in, then pg_temp, written into each function (see 1 above).
+# {path}: pg_catalog, the schema the tables are in, then pg_temp, fixed in each function (see 1).
 FORWARD = """
 DROP TRIGGER IF EXISTS billing_leg_balanced ON billing_leg;
 DROP TRIGGER IF EXISTS billing_transaction_has_legs ON billing_transaction;
