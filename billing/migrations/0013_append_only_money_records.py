@@ -12,7 +12,8 @@ no table; only the owner, who runs migrations, or a superuser can disable a trig
    - a statement-level trigger on `billing_leg` refuses, over the inserted rows' transition table,
      any leg whose transaction is not open: legs are added only in the database transaction that
      created their transaction, before its check. Nobody can add legs to a posted transaction,
-     not even two that cancel each other out.
+     not even two that cancel each other out;
+   - a reversal must mirror, account by account, the transaction it reverses (the same check).
 
    Why at commit and not at the end of each INSERT: the daily run inserts a chunk's member legs
    and the cooperative's legs in separate statements (with the row locks on the shared revenue
@@ -127,12 +128,22 @@ SET search_path = {path} AS $$
 DECLARE
     total numeric;
     n integer;
+    original bigint;
 BEGIN
     SELECT COALESCE(SUM(amount), 0), COUNT(*) INTO total, n
       FROM billing_leg WHERE transaction_id = NEW.transaction_id;
     IF total <> 0 OR n < 2 THEN
         RAISE EXCEPTION 'ledger transaction % is unbalanced: % legs summing to %', NEW.transaction_id, n, total
             USING ERRCODE = 'check_violation';
+    END IF;
+    -- A reversal (a returned payment, a waived fee, a reversed adjustment) is the mirror image of
+    -- the transaction it reverses, account by account.
+    SELECT reverses_id INTO original FROM billing_transaction WHERE id = NEW.transaction_id;
+    IF original IS NOT NULL AND EXISTS (
+        SELECT 1 FROM billing_leg WHERE transaction_id IN (NEW.transaction_id, original)
+         GROUP BY ledger_account_id HAVING SUM(amount) <> 0) THEN
+        RAISE EXCEPTION 'ledger transaction % does not mirror transaction %, which it reverses',
+            NEW.transaction_id, original USING ERRCODE = 'check_violation';
     END IF;
     DELETE FROM billing_ledger_open WHERE transaction_id = NEW.transaction_id;
     RETURN NULL;

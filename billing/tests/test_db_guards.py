@@ -18,7 +18,7 @@ from django.db import DatabaseError, connection, transaction
 
 from accounts.tests import factories
 from billing import services
-from billing.ledger import coop_ledger_account, ledger_post, member_ledger_account
+from billing.ledger import coop_ledger_account, ledger_post, ledger_reverse, member_ledger_account
 from billing.models import ChargedFee, LedgerAccount, Leg, Payment, ReturnedPayment, Transaction
 from coop.models import Policy
 
@@ -103,6 +103,29 @@ def test_legs_cannot_be_added_to_a_transaction_already_posted(books):
     with pytest.raises(DatabaseError, match=f"transaction {txn.pk} is already posted"), transaction.atomic():
         insert_legs(txn.pk, (books["cash"], 5), (books["credit"], -5))
     assert Leg.objects.filter(transaction=txn).count() == 2
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_reversal_must_mirror_what_it_reverses(books):
+    original, _ = ledger_post(
+        kind=Transaction.Kind.ADJUSTMENT,
+        legs=[(books["cash"], D("25.00")), (books["credit"], D("-25.00"))],
+        idempotency_key="original",
+        effective_date=DAY,
+    )
+    # Balanced, but it gives back only a cent of the $25.
+    with (
+        pytest.raises(DatabaseError, match=f"does not mirror transaction {original.pk}"),
+        transaction.atomic(),
+    ):
+        ledger_post(
+            kind=Transaction.Kind.REVERSAL,
+            legs=[(books["cash"], D("-0.01")), (books["credit"], D("0.01"))],
+            idempotency_key="not-a-mirror",
+            effective_date=DAY,
+            reverses=original,
+        )
+    assert ledger_reverse(original=original).legs.count() == 2
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
