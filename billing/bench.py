@@ -168,9 +168,6 @@ def _build(n: int, day: datetime.date, say) -> None:
         }
         opened = day - datetime.timedelta(days=200)
         total_cents = 0
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL coop.ledger_bulk_checked = 'on'")
         for start in range(0, n, BATCH):
             k = range(start, min(n, start + BATCH))
             writer.write(

@@ -16,9 +16,8 @@ skips the accounts already deducted and finishes the rest. Pricing (billing/rate
 month-to-date positions kept on each Deduction, so every day's charge telescopes into the monthly
 bill.
 
-On PostgreSQL the ledger's per-transaction balance trigger would check every one of a chunk's
-legs at commit; the chunk instead checks its one transaction itself with a single query and says
-so with `coop.ledger_bulk_checked` (billing/migrations/0008_ledger_bulk_check.py).
+On PostgreSQL the database checks each chunk's one transaction at commit, with one query over its
+legs (billing/migrations/0013_append_only_money_records.py); on SQLite the chunk checks it itself.
 """
 
 import datetime
@@ -530,7 +529,6 @@ def _lock_ledger_accounts(ctx: _Context, lo: int, hi: int, *, only_estimated: bo
         )
         if not only_estimated:
             prepaid_ledger_accounts_ensure(lo=lo, hi=hi)
-        cursor.execute("SET LOCAL coop.ledger_bulk_checked = 'on'")
         # Compiling these long expressions costs more than evaluating them.
         cursor.execute("SET LOCAL jit = off")
         # Every lookup here is by account (or meter) and day through an index. On a young database
@@ -577,14 +575,17 @@ def _post(ctx: _Context, txn: Transaction) -> int:
     # shared by every chunk, so they are locked last and held only for the chunk's last few
     # statements: chunks running side by side wait for each other only there (always in id order:
     # no deadlock). The member rows' deferred foreign-key checks, a few µs each, are made first,
-    # outside that wait (every deferrable constraint here is initially deferred, so ALL DEFERRED
-    # afterwards is where the transaction started).
+    # outside that wait (each of these foreign keys is initially deferred, so DEFERRED afterwards
+    # is where the transaction started). Only the foreign keys: the ledger's balance check, also
+    # deferred, must wait for the cooperative's legs.
     coop_legs = [(ctx.revenue_id, -int(pretax_cents or 0)), (ctx.tax_id, -int(tax_cents or 0))]
     coop_legs = [(pk, cents) for pk, cents in coop_legs if cents]
     if _pg() and coop_legs:
         with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+            foreign_keys = _deferred_foreign_keys(cursor)
+            if foreign_keys:
+                cursor.execute(f"SET CONSTRAINTS {foreign_keys} IMMEDIATE")
+                cursor.execute(f"SET CONSTRAINTS {foreign_keys} DEFERRED")
             cursor.execute(
                 "SELECT id FROM billing_ledgeraccount WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
                 [[pk for pk, _ in coop_legs]],
@@ -593,8 +594,23 @@ def _post(ctx: _Context, txn: Transaction) -> int:
         [Leg(transaction=txn, ledger_account_id=pk, amount=_dollars(cents)) for pk, cents in coop_legs]
     )
     ledger_apply_legs(transaction_id=txn.pk, ledger_account_ids=[pk for pk, _ in coop_legs])
-    _assert_balanced(txn)
+    if not _pg():
+        _assert_balanced(txn)  # PostgreSQL's trigger makes the same check at commit
     return count
+
+
+def _deferred_foreign_keys(cursor) -> str:
+    """The deferrable foreign-key constraints of the rows a chunk inserts (legs, deductions), as a
+    list for SET CONSTRAINTS, schema-qualified."""
+    cursor.execute(
+        """
+        SELECT string_agg(quote_ident(n.nspname) || '.' || quote_ident(c.conname), ', ' ORDER BY c.conname)
+        FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+        WHERE c.contype = 'f' AND c.condeferrable
+          AND c.conrelid IN ('billing_leg'::regclass, 'billing_deduction'::regclass)
+        """
+    )
+    return cursor.fetchone()[0]
 
 
 def _dollars(cents: int) -> Decimal:
@@ -602,7 +618,7 @@ def _dollars(cents: int) -> Decimal:
 
 
 def _assert_balanced(txn: Transaction) -> None:
-    """The check the database's per-transaction trigger would have made (see the module doc)."""
+    """On SQLite, the check PostgreSQL's trigger makes at commit (see the module doc)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT COUNT(*), COALESCE(SUM({sql_cents('amount')}), 0) FROM billing_leg "

@@ -17,7 +17,7 @@ DAY = datetime.date(2026, 11, 20)
 
 def post(key, pairs, **kw):
     return ledger_post(
-        kind=Transaction.Kind.PAYMENT, legs=pairs, idempotency_key=key, effective_date=DAY, **kw
+        kind=Transaction.Kind.ADJUSTMENT, legs=pairs, idempotency_key=key, effective_date=DAY, **kw
     )
 
 

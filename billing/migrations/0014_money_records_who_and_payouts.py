@@ -10,7 +10,7 @@ from coop.roles import sync_roles
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0012_deduction_fewer_checks_per_row"),
+        ("billing", "0013_append_only_money_records"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
