@@ -36,6 +36,9 @@ STATUS_ACTION_LIMIT = 100  # accounts one "Change status" action may move at onc
 # ("" to show nothing). billing/admin.py adds the money panel; registering it from there keeps the
 # dependency one way (billing knows accounts, accounts does not know billing).
 ACCOUNT_PAGE_PANELS = []
+# The same, below the form beside "Change status": for the rarer acts on an account's service (a
+# manager's reconnect without funds), which should not sit above the daily money work.
+ACCOUNT_PAGE_FOOTER_PANELS = []
 
 
 # --- Members ---------------------------------------------------------------------------------
@@ -367,6 +370,9 @@ class AccountAdmin(BigTableAdmin, HistoryAdmin):
         if obj is not None:
             context["account_panels"] = [
                 html for panel in ACCOUNT_PAGE_PANELS if (html := panel(request, obj))
+            ]
+            context["account_footer_panels"] = [
+                html for panel in ACCOUNT_PAGE_FOOTER_PANELS if (html := panel(request, obj))
             ]
         return super().render_change_form(request, context, add, change, form_url, obj)
 

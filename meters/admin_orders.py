@@ -11,7 +11,7 @@ sorted by town and street address (the cooperative keeps no route numbers), each
 
 A disconnected account's page (or a pending one's whose meter was left switched off) shows
 billing managers a "Reconnect without funds" box (a panel in
-accounts.admin.ACCOUNT_PAGE_PANELS): a required reason and an optional hold date, posted to
+accounts.admin.ACCOUNT_PAGE_FOOTER_PANELS): a required reason and an optional hold date, posted to
 ServiceOrderAdmin.reconnect_unfunded_view, which calls meters.services.order_reconnect_unfunded.
 The account becomes active when the reconnect order is confirmed, like any reconnect.
 """
@@ -29,7 +29,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from accounts.admin import ACCOUNT_PAGE_PANELS
+from accounts.admin import ACCOUNT_PAGE_FOOTER_PANELS
 from accounts.models import Account
 from coop.admin_tools import BigTableAdmin
 from coop.exceptions import CoopError
@@ -87,7 +87,8 @@ def reconnect_unfunded_panel(request, account) -> str:
         return ""
     form = ReconnectUnfundedForm()
     return format_html(
-        '<div class="module" id="reconnect-unfunded"><h2>Reconnect without funds (manager\'s override)</h2>'
+        '<div class="module" id="reconnect-unfunded" style="clear: both">'
+        "<h2>Reconnect without funds (manager's override)</h2>"
         '<form method="post" action="{}"><input type="hidden" name="csrfmiddlewaretoken" value="{}">'
         "<p>{} {}</p><p>{} {}</p>"
         '<p><input type="submit" value="Request the reconnect order"></p></form></div>',
@@ -100,7 +101,7 @@ def reconnect_unfunded_panel(request, account) -> str:
     )
 
 
-ACCOUNT_PAGE_PANELS.append(reconnect_unfunded_panel)
+ACCOUNT_PAGE_FOOTER_PANELS.append(reconnect_unfunded_panel)
 
 
 class OrderActionForm(ActionForm):

@@ -205,6 +205,8 @@ def test_a_manager_reconnects_an_unfunded_account_with_a_reason_and_the_order_do
     client.force_login(manager)
     page = client.get(reverse("admin:accounts_account_change", args=[account.pk])).content.decode()
     assert "Reconnect without funds" in page and _override_url(account) in page
+    # A rare override: below the form beside "Change status", not above the daily money work.
+    assert page.index('id="account-status"') < page.index('id="reconnect-unfunded"')
     until = local_today() + datetime.timedelta(days=7)
     response = client.post(
         _override_url(account),
