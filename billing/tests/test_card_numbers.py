@@ -410,6 +410,20 @@ def test_import_payments_never_quotes_a_card_number_repeated_with_different_amou
     assert "line 2: reference: looks like" in output and "line 3: reference: looks like" in output
 
 
+def test_import_payments_never_quotes_a_card_number_in_a_file_without_its_header_row(tmp_path, account):
+    """A lockbox file exported without its header row: the first row is read as the header, and
+    the refusal names its unknown columns, masked."""
+    path = tmp_path / "lockbox.csv"
+    path.write_text(f"3000100,50.00,card,{DIGITS},2026-11-19\n", encoding="utf-8")
+    factories.staff(roles.CLERK, "lockbox-clerk")
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError, match="unknown column") as refused:
+        call_command("import_payments", str(path), "--operator", "lockbox-clerk", stdout=out, stderr=err)
+    output = out.getvalue() + err.getvalue() + str(refused.value)
+    assert DIGITS not in output and "************1111" in output
+    assert not Payment.objects.exists()
+
+
 # --- Accounts, service orders and the cooperative's settings ------------------------------------
 
 
