@@ -13,6 +13,7 @@ import pytest
 import time_machine
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.db.models import CharField, TextField
 from django.urls import reverse
 
 from accounts.tests import factories
@@ -518,3 +519,28 @@ def test_a_service_order_reason_with_a_card_number_is_refused(account, clerk):
         meter_services.order_cancel(order_id=order.pk, reason=f"paid {DIGITS}", actor=clerk)
     order.refresh_from_db()
     assert order.status != ServiceOrder.Status.CANCELLED and "1111" not in order.last_error
+
+
+def test_every_admin_page_staff_can_write_refuses_card_numbers_in_its_free_text():
+    """Every writable admin page (and its inlines) of the roles' apps has the card-number check on
+    its free-text fields, so a new page cannot be added without it."""
+    from django.contrib import admin
+
+    from coop.admin_tools import NoCardNumbersMixin, NoWritesMixin
+
+    missing = []
+    for model, model_admin in admin.site._registry.items():
+        if model._meta.app_label not in roles.ROLE_APPS or isinstance(model_admin, NoWritesMixin):
+            continue
+        if not isinstance(model_admin, NoCardNumbersMixin):
+            missing.append(type(model_admin).__name__)
+        missing += [
+            inline.__name__
+            for inline in model_admin.inlines
+            if not issubclass(inline, NoWritesMixin | NoCardNumbersMixin)
+            and any(
+                isinstance(f, CharField | TextField) and not f.choices and f.editable
+                for f in inline.model._meta.fields
+            )
+        ]
+    assert missing == []
