@@ -51,6 +51,13 @@ DIGITS = PAN.replace(" ", "")
         "card:5555555555554444/exp",
         "3782 822463 10005",  # American Express as printed
         "ref 2026-4111111111111111",  # an unbroken card after other digits
+        # Pasted from a web page or a PDF, or typed carelessly: other spaces and dashes.
+        "4111\u00a01111\u00a01111\u00a01111",  # no-break spaces
+        "4111\u20091111\u20091111\u20091111",  # thin spaces
+        "4111  1111  1111  1111",  # two spaces
+        "4111 - 1111 - 1111 - 1111",
+        "4111\u20131111\u20131111\u20131111",  # en dashes
+        "4111111111111111".translate({48 + d: 0xFF10 + d for d in range(10)}),  # full-width digits
     ],
 )
 def test_a_card_number_is_found_with_or_without_spaces_or_dashes_anywhere_in_the_text(text):
@@ -70,6 +77,8 @@ def test_a_card_number_is_found_with_or_without_spaces_or_dashes_anywhere_in_the
         "last four 1111",
         "CH-261120-0000125",  # a date and a sequence number: passes Luhn, but no card is laid out so
         "3000100-1042",
+        "1042\n1043\n1044\n1045",  # numbers on lines of their own are not one number
+        "meters 1234 5678, 9012 3456",
     ],
 )
 def test_other_texts_are_not_card_numbers(text):
