@@ -170,9 +170,19 @@ def meter_left_off(account) -> str | None:
     carried out on the meter installed there now was a disconnect (confirmed, or cancelled but
     carried out anyway), whichever account it was for. Registered in
     accounts.services.ACTIVATION_CHECKS by meters.apps."""
-    meter = current_meter(account.location_id)
+    meter, where = current_meter(account.location_id), "at this location"
     if meter is None:
-        return None
+        # None installed now: the one last recorded there. Taking a switched-off meter off the
+        # books does not switch it on (nor does it make the account's service start by hand).
+        last_installed = (
+            MeterInstallation.objects.filter(location_id=account.location_id)
+            .select_related("meter")
+            .order_by("-removed_on", "-installed_on", "-id")
+            .first()
+        )
+        if last_installed is None:
+            return None
+        meter, where = last_installed.meter, "(the last one at this location, now recorded as removed)"
     last = (
         ServiceOrder.objects.filter(meter=meter, confirmed_at__isnull=False)
         .select_related("account")
@@ -182,7 +192,7 @@ def meter_left_off(account) -> str | None:
     if last is None or last.kind != K.DISCONNECT:
         return None
     return (
-        f"meter {meter.serial} at this location was switched off by order #{last.pk} "
+        f"meter {meter.serial} {where} was switched off by order #{last.pk} "
         f"(account {last.account.number}) and has not been switched on since"
     )
 
