@@ -25,7 +25,7 @@ from billing.models import (
     parse_months,
 )
 from billing.rates import tariff_blocks_problem
-from coop.admin_tools import account_link
+from coop.admin_tools import NoCardNumbersMixin, account_link
 
 # --- Rates -----------------------------------------------------------------------------------------
 
@@ -74,7 +74,7 @@ class TariffBlockFormSet(forms.BaseInlineFormSet):
             raise ValidationError(problems[:3] + (["…"] if len(problems) > 3 else []))
 
 
-class TariffBlockInline(admin.TabularInline):
+class TariffBlockInline(NoCardNumbersMixin, admin.TabularInline):
     model = TariffBlock
     formset = TariffBlockFormSet
     extra = 0
@@ -95,7 +95,7 @@ class TariffForm(forms.ModelForm):
 
 
 @admin.register(Tariff)
-class TariffAdmin(NotYetInForceMixin, admin.ModelAdmin):
+class TariffAdmin(NotYetInForceMixin, NoCardNumbersMixin, admin.ModelAdmin):
     form = TariffForm
     inlines = [TariffBlockInline]
     list_display = ("code", "name", "effective_from", "customer_charge")
@@ -115,13 +115,13 @@ class MonthlyVersionForm(forms.ModelForm):
 
 
 @admin.register(Rider)
-class RiderAdmin(NotYetInForceMixin, admin.ModelAdmin):
+class RiderAdmin(NotYetInForceMixin, NoCardNumbersMixin, admin.ModelAdmin):
     form = MonthlyVersionForm
     list_display = ("code", "name", "rate", "effective_from", "effective_to")
 
 
 @admin.register(TaxRate)
-class TaxRateAdmin(NotYetInForceMixin, admin.ModelAdmin):
+class TaxRateAdmin(NotYetInForceMixin, NoCardNumbersMixin, admin.ModelAdmin):
     form = MonthlyVersionForm
     list_display = ("name", "percent", "effective_from", "effective_to")
 

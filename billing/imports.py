@@ -38,7 +38,7 @@ from billing.models import Payment
 from billing.services import payment_post
 from coop.exceptions import CoopError, PolicyNotConfigured
 from coop.imports import RowProblem
-from coop.validators import CARD_NUMBER_MESSAGE, contains_card_number
+from coop.validators import CARD_NUMBER_MESSAGE, contains_card_number, mask_card_numbers
 
 COLUMNS = ("account_number", "amount", "tender", "reference", "received_at")
 TENDERS = tuple(Payment.Tender.values)
@@ -156,8 +156,9 @@ def _column_name(raw: str) -> str:
 def _columns(header: list[str], *, name: str, default_tender: str | None) -> dict[str, int]:
     """Map each expected column to its position, or refuse the file naming every wrong column."""
     names = [_column_name(h) for h in header]
+    # Masked: a file saved without its header row has a data row here, card number and all.
     unknown = [
-        f"'{h.strip()}'" if h.strip() else f"(a column with no name, column {i + 1})"
+        f"'{mask_card_numbers(h.strip())}'" if h.strip() else f"(a column with no name, column {i + 1})"
         for i, h in enumerate(header)
         if _column_name(h) not in COLUMNS
     ]

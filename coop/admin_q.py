@@ -23,6 +23,7 @@ from coop.admin_tools import ViewOnlyMixin
 from coop.exceptions import CoopError
 from coop.models import ScheduleChange
 from coop.task_registry import ENQUEUED_BY_CODE, registered_tasks
+from coop.validators import no_card_number
 
 for _model in (Schedule, Success, Failure, OrmQ):
     if admin.site.is_registered(_model):
@@ -41,7 +42,9 @@ class ScheduleForm(forms.ModelForm):
         choices=(),
         error_messages={"invalid_choice": "“%(value)s” is not one of the cooperative's registered tasks."},
     )
-    change_reason = forms.CharField(label="Reason for this change", max_length=200)
+    change_reason = forms.CharField(
+        label="Reason for this change", max_length=200, validators=[no_card_number]
+    )
 
     class Meta:
         model = Schedule

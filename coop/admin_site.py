@@ -10,7 +10,8 @@
   them as it treats a user who is not staff. Devices are enrolled with `manage.py otp_enrol` and
   removed by a superuser with `manage.py otp_reset` (coop/management/commands/).
 - Lockout: django-axes refuses sign-ins after too many failures; `lockout_response` is the page
-  it shows then, and `client_ip` tells it the client's address behind trusted proxies.
+  it shows then, `client_ip` tells it the client's address behind trusted proxies, and
+  `login_username` the username (any card number in it masked: axes stores it).
 """
 
 import logging
@@ -22,6 +23,8 @@ from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
 from django_otp import devices_for_user
 from django_otp.admin import OTPAdminAuthenticationForm
+
+from coop.validators import mask_card_numbers
 
 log = logging.getLogger("coop.security")
 
@@ -110,6 +113,16 @@ def lockout_response(request, original_response=None, credentials=None):
         "cooloff_minutes": minutes,
     }
     return TemplateResponse(request, "registration/locked_out.html", context, status=429).render()
+
+
+def login_username(request, credentials=None) -> str | None:
+    """The username django-axes counts failures for and keeps in its tables: the one typed, with
+    any card number in it masked (a card number pasted into the username box is never stored)."""
+    if credentials:
+        username = credentials.get(settings.AXES_USERNAME_FORM_FIELD)
+    else:
+        username = getattr(request, "data", request.POST).get(settings.AXES_USERNAME_FORM_FIELD)
+    return mask_card_numbers(username) if isinstance(username, str) else username
 
 
 def client_ip(request) -> str:

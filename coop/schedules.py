@@ -29,6 +29,7 @@ from coop.calendar import coop_zone
 from coop.exceptions import ScheduleChangeRefused
 from coop.models import ScheduleChange
 from coop.task_registry import schedule_func_error
+from coop.validators import check_texts
 
 # Names are the rows' identity: ensure_schedules finds its rows by them, so renaming one here
 # leaves the old row behind (delete it in the admin).
@@ -147,6 +148,7 @@ def _reason(reason: str) -> str:
     reason = (reason or "").strip()
     if not reason:
         raise ScheduleChangeRefused("Say why (a reason is recorded with every schedule change).")
+    check_texts(reason=reason)  # kept in ScheduleChange: no card number, no NUL
     return reason[:200]
 
 

@@ -171,6 +171,7 @@ COOP_TRUSTED_PROXIES = env.int("COOP_TRUSTED_PROXIES", default=0)
 if COOP_TRUSTED_PROXIES < 0:
     raise ImproperlyConfigured(f"COOP_TRUSTED_PROXIES={COOP_TRUSTED_PROXIES} must be 0 or more.")
 AXES_CLIENT_IP_CALLABLE = "coop.admin_site.client_ip"
+AXES_USERNAME_CALLABLE = "coop.admin_site.login_username"  # a card number typed there is stored masked
 
 # Two-factor sign-in (django-otp, TOTP authenticator apps) for staff on the admin: required
 # whenever DEBUG is off, with no switch to turn it off there. On a development machine it is off

@@ -5,7 +5,8 @@ No card numbers, anywhere
 The cooperative never stores, shows or logs a payment card number (PAN): it is not a card
 processor, and a PAN in a payment reference would be copied into the immutable ledger memo, the
 receipt, the search index and the logs. A card number is 13 to 19 digits passing the Luhn check,
-written with or without spaces or dashes between the digits, anywhere inside a text
+written with or without spaces or dashes between the digit groups (of any kind: a no-break space
+pasted from a web page, an en dash, two spaces), anywhere inside a text
 (`4111 1111 1111 1111 exp 12/29 cvv 123` contains one).
 
 - `contains_card_number(text)` says whether a text holds one;
@@ -17,7 +18,8 @@ written with or without spaces or dashes between the digits, anywhere inside a t
 
 Messages never repeat the number they refuse.
 
-How digits are read: a *run* is digit groups separated by one space or dash each. Every span of
+How digits are read: a *run* is digit groups separated by one separator each (spaces, or a dash
+with or without spaces around it; never a line break). Every span of
 whole groups with 13 to 19 digits is a candidate ("4111 1111 1111 1111 1229 123" holds the card
 followed by its expiry and code): one unbroken group of 13 to 19 digits, or groups laid out as a
 card is printed (4-4-4-4, 4-4-4-4-3, Amex 4-6-5, Diners 4-6-4). A candidate passing Luhn is a card
@@ -43,9 +45,12 @@ CARD_NUMBER_MESSAGE = (
     "looks like a payment card number. Card numbers are never recorded: enter the last four digits "
     "only, or the processor's reference."
 )
-# Digits with at most one space or dash between two of them.
-_RUN = re.compile(r"\d(?:[ -]?\d)*")
-_GROUP_SEPARATOR = re.compile(r"[ -]")
+# Digits with at most one separator between two of them: up to three spaces of any kind on one
+# line (a no-break or thin space pasted from a web page or a PDF), or a dash of any kind with
+# such spaces around it ("4111 - 1111"). A line break separates numbers; nothing else joins them.
+_SPACES = r"[^\S\r\n]{1,3}"
+_RUN = re.compile(rf"\d(?:(?:{_SPACES}|(?:{_SPACES})?[-\u2010-\u2015\u2212](?:{_SPACES})?)?\d)*")
+_NOT_DIGITS = re.compile(r"\D")
 
 
 class ValueRefused(CoopError):
@@ -64,7 +69,7 @@ def luhn_ok(digits: str) -> bool:
     """The Luhn (mod 10) check of a string of digits."""
     total = 0
     for position, char in enumerate(reversed(digits)):
-        digit = ord(char) - 48
+        digit = int(char)  # any script's decimal digit (full-width ones too)
         if position % 2:
             digit *= 2
             if digit > 9:
@@ -101,9 +106,7 @@ def _card_spans(text: str):
                     continue
                 span = groups[first : last + 1]
                 start, end = span[0][0], span[-1][1]
-                if _card_layout([b - a for a, b in span]) and luhn_ok(
-                    _GROUP_SEPARATOR.sub("", text[start:end])
-                ):
+                if _card_layout([b - a for a, b in span]) and luhn_ok(_NOT_DIGITS.sub("", text[start:end])):
                     yield start, end
 
 

@@ -167,22 +167,31 @@ def current_meter(location_id) -> Meter | None:
 
 def meter_left_off(account) -> str | None:
     """Why the meter at a (pending) account's location is switched off, or None: the last order
-    carried out on the meter installed there now was a disconnect (confirmed, or cancelled but
-    carried out anyway), whichever account it was for. Registered in
+    carried out on the meter installed there now (with none on the books, the last one carried
+    out at the location) was a disconnect (confirmed, or cancelled but carried out anyway),
+    whichever account it was for. Registered in
     accounts.services.ACTIVATION_CHECKS by meters.apps."""
     meter = current_meter(account.location_id)
-    if meter is None:
-        return None
-    last = (
-        ServiceOrder.objects.filter(meter=meter, confirmed_at__isnull=False)
-        .select_related("account")
-        .order_by("-confirmed_at", "-id")
-        .first()
-    )
+    carried_out = ServiceOrder.objects.filter(confirmed_at__isnull=False).select_related("account", "meter")
+    if meter is not None:
+        last, where = (
+            carried_out.filter(meter=meter).order_by("-confirmed_at", "-id").first(),
+            "at this location",
+        )
+    else:
+        # No meter on the books here (its installation recorded as removed, moved or deleted): the
+        # last order carried out for an account at this location says whether the meter that was
+        # here was left off. Taking a meter off the books does not switch it on.
+        last = (
+            carried_out.filter(account__location_id=account.location_id)
+            .order_by("-confirmed_at", "-id")
+            .first()
+        )
+        meter, where = (last.meter if last else None), "(the last one at this location, now off the books)"
     if last is None or last.kind != K.DISCONNECT:
         return None
     return (
-        f"meter {meter.serial} at this location was switched off by order #{last.pk} "
+        f"{f'meter {meter.serial}' if meter else 'the meter'} {where} was switched off by order #{last.pk} "
         f"(account {last.account.number}) and has not been switched on since"
     )
 

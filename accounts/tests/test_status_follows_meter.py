@@ -297,6 +297,33 @@ def test_a_pending_account_whose_meter_was_left_off_is_not_made_active_by_hand(c
     services.account_change_status_by_hand(account=new, to_status=S.CLOSED, actor=clerk, reason="withdrawn")
 
 
+@pytest.mark.parametrize("how", ["removed", "deleted", "moved"])
+def test_taking_the_switched_off_meter_off_the_books_does_not_let_the_account_be_made_active_by_hand(
+    clerk, how
+):
+    """Recording the meter as removed, deleting its installation (a manager may) or moving the
+    installation to another location (a clerk may edit it) leaves the location with no meter on
+    the books; none of it switches the meter on, so the account still needs a reconnect order."""
+    from meters.models import MeterInstallation
+
+    cut, new = _meter_left_off()
+    installation = MeterInstallation.objects.get(meter=cut.meter, removed_on__isnull=True)
+    if how == "removed":
+        meter_services.meter_remove(installation=installation, removed_on=datetime.date(2026, 2, 1))
+    elif how == "deleted":
+        installation.delete()
+    else:
+        installation.location = factories.location()
+        installation.save()
+    assert meter_services.current_meter(new.location_id) is None
+    with pytest.raises(IllegalStatusTransition, match=f"meter {cut.meter.serial} .* was switched off"):
+        services.account_change_status_by_hand(
+            account=new, to_status=S.ACTIVE, actor=clerk, reason="Meter set"
+        )
+    new.refresh_from_db()
+    assert new.status == S.PENDING
+
+
 def test_a_manager_switches_on_the_meter_of_such_a_pending_account_and_it_becomes_active(client, manager):
     cut, new = _meter_left_off()
     client.force_login(manager)

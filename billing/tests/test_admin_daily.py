@@ -72,3 +72,27 @@ def test_a_tariff_in_force_is_read_only(admin_client, ran):
     page = admin_client.get(reverse("admin:billing_tariff_change", args=[tariff.pk])).content.decode()
     assert "View tariff" in page and "30.00" in page
     assert 'name="customer_charge"' not in page
+
+
+@pytest.mark.parametrize(
+    ("model", "data"),
+    [
+        ("tariff", {"code": "RES", "customer_charge": "30.00", "blocks-TOTAL_FORMS": "0"}),
+        ("rider", {"code": "PCA", "rate": "0.01"}),
+        ("taxrate", {"percent": "5"}),
+    ],
+)
+def test_a_rate_name_with_a_card_number_is_refused_on_the_field(admin_client, model, data):
+    """The rates' names are free text a manager types, like every other (issue 5, point 6)."""
+    from coop.validators import CARD_NUMBER_MESSAGE
+
+    next_year = datetime.date.today().year + 1
+    data = {
+        "name": "Residential 4111 1111 1111 1111",
+        "effective_from": f"{next_year}-01-01",
+        "blocks-INITIAL_FORMS": "0",
+        **data,
+    }
+    response = admin_client.post(reverse(f"admin:billing_{model}_add"), data)
+    assert response.status_code == 200
+    assert CARD_NUMBER_MESSAGE in response.context["adminform"].form.errors["name"][0]

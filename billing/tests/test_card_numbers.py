@@ -13,6 +13,7 @@ import pytest
 import time_machine
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.db.models import CharField, TextField
 from django.urls import reverse
 
 from accounts.tests import factories
@@ -50,6 +51,13 @@ DIGITS = PAN.replace(" ", "")
         "card:5555555555554444/exp",
         "3782 822463 10005",  # American Express as printed
         "ref 2026-4111111111111111",  # an unbroken card after other digits
+        # Pasted from a web page or a PDF, or typed carelessly: other spaces and dashes.
+        "4111\u00a01111\u00a01111\u00a01111",  # no-break spaces
+        "4111\u20091111\u20091111\u20091111",  # thin spaces
+        "4111  1111  1111  1111",  # two spaces
+        "4111 - 1111 - 1111 - 1111",
+        "4111\u20131111\u20131111\u20131111",  # en dashes
+        "4111111111111111".translate({48 + d: 0xFF10 + d for d in range(10)}),  # full-width digits
     ],
 )
 def test_a_card_number_is_found_with_or_without_spaces_or_dashes_anywhere_in_the_text(text):
@@ -69,6 +77,8 @@ def test_a_card_number_is_found_with_or_without_spaces_or_dashes_anywhere_in_the
         "last four 1111",
         "CH-261120-0000125",  # a date and a sequence number: passes Luhn, but no card is laid out so
         "3000100-1042",
+        "1042\n1043\n1044\n1045",  # numbers on lines of their own are not one number
+        "meters 1234 5678, 9012 3456",
     ],
 )
 def test_other_texts_are_not_card_numbers(text):
@@ -410,6 +420,20 @@ def test_import_payments_never_quotes_a_card_number_repeated_with_different_amou
     assert "line 2: reference: looks like" in output and "line 3: reference: looks like" in output
 
 
+def test_import_payments_never_quotes_a_card_number_in_a_file_without_its_header_row(tmp_path, account):
+    """A lockbox file exported without its header row: the first row is read as the header, and
+    the refusal names its unknown columns, masked."""
+    path = tmp_path / "lockbox.csv"
+    path.write_text(f"3000100,50.00,card,{DIGITS},2026-11-19\n", encoding="utf-8")
+    factories.staff(roles.CLERK, "lockbox-clerk")
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError, match="unknown column") as refused:
+        call_command("import_payments", str(path), "--operator", "lockbox-clerk", stdout=out, stderr=err)
+    output = out.getvalue() + err.getvalue() + str(refused.value)
+    assert DIGITS not in output and "************1111" in output
+    assert not Payment.objects.exists()
+
+
 # --- Accounts, service orders and the cooperative's settings ------------------------------------
 
 
@@ -504,3 +528,28 @@ def test_a_service_order_reason_with_a_card_number_is_refused(account, clerk):
         meter_services.order_cancel(order_id=order.pk, reason=f"paid {DIGITS}", actor=clerk)
     order.refresh_from_db()
     assert order.status != ServiceOrder.Status.CANCELLED and "1111" not in order.last_error
+
+
+def test_every_admin_page_staff_can_write_refuses_card_numbers_in_its_free_text():
+    """Every writable admin page (and its inlines) of the roles' apps has the card-number check on
+    its free-text fields, so a new page cannot be added without it."""
+    from django.contrib import admin
+
+    from coop.admin_tools import NoCardNumbersMixin, NoWritesMixin
+
+    missing = []
+    for model, model_admin in admin.site._registry.items():
+        if model._meta.app_label not in roles.ROLE_APPS or isinstance(model_admin, NoWritesMixin):
+            continue
+        if not isinstance(model_admin, NoCardNumbersMixin):
+            missing.append(type(model_admin).__name__)
+        missing += [
+            inline.__name__
+            for inline in model_admin.inlines
+            if not issubclass(inline, NoWritesMixin | NoCardNumbersMixin)
+            and any(
+                isinstance(f, CharField | TextField) and not f.choices and f.editable
+                for f in inline.model._meta.fields
+            )
+        ]
+    assert missing == []

@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 from django_q.brokers import get_broker
@@ -28,6 +29,7 @@ from django_q.worker import worker
 from coop import roles, schedules
 from coop.models import ScheduleChange
 from coop.task_registry import REFUSED_TASK, registered_tasks
+from coop.validators import CardNumberRefused
 
 pytestmark = pytest.mark.django_db
 
@@ -302,6 +304,18 @@ def test_a_pause_without_a_reason_changes_nothing(client):
     run_action(client, "pause", daily_run(), "  ")
     assert daily_run().repeats == -1
     assert not ScheduleChange.objects.exists()
+
+
+def test_a_pause_whose_reason_holds_a_card_number_is_refused_and_changes_nothing(client):
+    """The reason is kept in ScheduleChange: no card number, as in every other reason (point 6)."""
+    client.force_login(user_in(roles.MANAGER))
+    response = run_action(client, "pause", daily_run(), "card 4111 1111 1111 1111 declined")
+    assert daily_run().repeats == -1
+    assert not ScheduleChange.objects.exists()
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    assert any("looks like a payment card number" in m for m in shown), shown
+    with pytest.raises(CardNumberRefused):
+        schedules.schedule_resume(actor=None, schedule_id=daily_run().pk, reason="4111111111111111")
 
 
 def test_a_manager_cannot_pause_a_schedule_that_is_not_the_cooperatives(superuser):

@@ -135,3 +135,21 @@ def test_a_session_idle_for_eight_hours_is_signed_out_and_activity_keeps_it(clie
         clock.shift(datetime.timedelta(hours=8, seconds=1))
         response = client.get("/admin/")
         assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+
+
+def test_a_card_number_typed_as_the_username_is_recorded_masked(client, clerk):
+    """django-axes keeps each failed sign-in's username in its tables: a card number typed (or
+    pasted) into the username box is stored masked, like everywhere else (issue 5, point 6); the
+    lockout still counts those tries."""
+    pan = "4111 1111 1111 1111"
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        response = sign_in(client, pan, f"wrong-{i}")
+    assert response.status_code == 429
+    rows = [
+        str(value)
+        for model in (AccessAttempt, AccessFailureLog, AccessLog)
+        for row in model.objects.values()
+        for value in row.values()
+    ]
+    assert rows and "**** **** **** 1111" in rows
+    assert not any(pan in value or pan.replace(" ", "") in value for value in rows)

@@ -222,3 +222,12 @@ def test_otp_reset_needs_a_superuser_and_a_reason(clerk, superuser, by, reason, 
         call_command("otp_reset", "clerk", "--by", by, "--reason", reason)
     assert TOTPDevice.objects.filter(user=clerk).count() == 1
     assert not LogEntry.objects.exists()
+
+
+def test_otp_reset_refuses_a_reason_with_a_card_number(clerk, superuser):
+    """The reason is kept in the admin's log: no card number, as in every other reason."""
+    device_for(clerk)
+    with pytest.raises(CommandError, match="looks like a payment card number"):
+        call_command("otp_reset", "clerk", "--by", "root", "--reason", "card 4111 1111 1111 1111 on file")
+    assert TOTPDevice.objects.filter(user=clerk).count() == 1
+    assert not LogEntry.objects.exists()

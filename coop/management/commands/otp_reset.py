@@ -16,6 +16,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django_otp import devices_for_user
 
+from coop.validators import CARD_NUMBER_MESSAGE, contains_card_number
+
 log = logging.getLogger("coop.security")
 
 
@@ -33,6 +35,8 @@ class Command(BaseCommand):
         reason = reason.strip()
         if not reason:
             raise CommandError("--reason must say why the devices are removed (it is recorded).")
+        if contains_card_number(reason):
+            raise CommandError(f"--reason {CARD_NUMBER_MESSAGE}")
         actor = User.objects.filter(username=by, is_active=True, is_superuser=True).first()
         if actor is None:
             raise CommandError(
