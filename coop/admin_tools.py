@@ -93,7 +93,12 @@ def _search_lookup(field: str) -> str:
 
 class NoCardNumbersMixin:
     """Every free-text field (CharField, TextField without choices) a clerk types into refuses a
-    payment card number, shown on the field (coop/validators.py)."""
+    payment card number, shown on the field (coop/validators.py).
+
+    `card_number_exempt_fields` names identifiers that are not free text and may be long runs of
+    digits (a meter's serial: about one 16-digit serial in ten passes the Luhn check)."""
+
+    card_number_exempt_fields: tuple[str, ...] = ()
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
@@ -101,6 +106,7 @@ class NoCardNumbersMixin:
             formfield is not None
             and isinstance(db_field, models.CharField | models.TextField)
             and not db_field.choices
+            and db_field.name not in self.card_number_exempt_fields
         ):
             formfield.validators = [*formfield.validators, no_card_number]
         return formfield

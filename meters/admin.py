@@ -39,6 +39,7 @@ class MeterAdmin(BigTableAdmin, HistoryAdmin):
     search_fields = ("^serial",)
     search_help_text = "Serial number (its beginning is enough)."
     inlines = (InstallationsOfMeterInline,)
+    card_number_exempt_fields = ("serial",)  # the maker's number, not free text
 
     def get_queryset(self, request):
         # Evaluated for the page's rows only, through the meter_installed_once index.

@@ -553,3 +553,27 @@ def test_every_admin_page_staff_can_write_refuses_card_numbers_in_its_free_text(
             )
         ]
     assert missing == []
+
+
+def test_a_meter_serial_that_passes_the_luhn_check_is_still_a_serial(client, clerk):
+    """A serial is the maker's number, not free text: about one 16-digit serial in ten passes the
+    Luhn check, and such a meter must still be entered. The model and maker fields are free text."""
+    from meters.models import Meter
+
+    assert luhn_ok("4111111111111111")
+    client.force_login(clerk)
+    form = {
+        "serial": "4111111111111111",
+        "manufacturer": "Itron",
+        "model": "4111 1111 1111 1111",
+        "installations-TOTAL_FORMS": "0",
+        "installations-INITIAL_FORMS": "0",
+    }
+    response = client.post(reverse("admin:meters_meter_add"), form)
+    assert response.status_code == 200
+    assert "card number" in response.context["adminform"].form.errors["model"][0]
+    assert "serial" not in response.context["adminform"].form.errors
+    form["model"] = "Centron"
+    response = client.post(reverse("admin:meters_meter_add"), form)
+    assert response.status_code == 302, response.context and response.context["adminform"].form.errors
+    assert Meter.objects.filter(serial="4111111111111111").exists()
