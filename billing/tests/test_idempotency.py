@@ -167,6 +167,41 @@ def test_the_same_payment_again_returns_its_receipt_and_another_is_refused_namin
     assert created and _snapshot() == before
 
 
+def test_a_check_already_posted_as_a_payment_cannot_be_collected_as_a_deposit_too():
+    """One check, one posting: the same tender and reference as a payment and as a deposit would
+    count one $250 check twice (their keys name their kinds, so the ledger alone takes both)."""
+    account, other = factories.account(), factories.account()
+    first, _ = services.payment_post(account=account, amount="250.00", tender="check", reference="CK 88")
+    before = _snapshot()
+
+    for target in (account, other):
+        with pytest.raises(DuplicateReference) as refused:
+            services.deposit_collect(account=target, amount="250.00", tender="check", reference="CK 88")
+        assert str(refused.value) == (
+            f"Check reference CK 88 was already posted as receipt {first.receipt_number} "
+            f"($250.00 to account {account.number} on November 20, 2026)."
+        )
+    assert _snapshot() == before
+    assert account_balances(account).deposit_held == D("0.00")
+
+
+def test_a_check_already_collected_as_a_deposit_cannot_be_posted_as_a_payment_too():
+    account = factories.account()
+    first = services.deposit_collect(account=account, amount="250.00", tender="check", reference="CK 89")
+    before = _snapshot()
+
+    with pytest.raises(DuplicateReference) as refused:
+        services.payment_post(account=account, amount="250.00", tender="check", reference="CK 89")
+
+    assert str(refused.value) == (
+        f"Check reference CK 89 was already posted as transaction #{first.pk}, deposit collected "
+        f"($250.00 to account {account.number} on November 20, 2026: Deposit, Check CK 89)."
+    )
+    assert _snapshot() == before
+    # The same reference with another tender is another piece of paper.
+    services.payment_post(account=account, amount="250.00", tender="ach", reference="CK 89")
+
+
 # --- Refund payouts -------------------------------------------------------------------------------
 
 
