@@ -177,7 +177,15 @@ _REFERENCE_KEY = {
 
 def _reference_key(kind, *, tender, reference: str, account, amount, what: str) -> str:
     """The idempotency key of a payment or deposit, after refusing (DuplicateReference, naming the
-    earlier record) a reference the same tender already posted as the other kind."""
+    earlier record) a reference the same tender already posted as the other kind.
+
+    The two keys differ, so the unique key cannot stop a payment and a deposit of one check posted
+    at the same moment (each clerk locks only their own account). Both post to the tender's cash
+    clearing account, whose row ledger_post locks until commit: locked here already, before the
+    check, the second waits for the first to commit and then sees its key. (A row lock, not an
+    advisory lock per reference: an import posts thousands of references in one transaction.)"""
+    cash = coop_ledger_account(P.CASH_CLEARING, tender=tender)
+    list(LedgerAccount.objects.select_for_update().filter(pk=cash.pk).values_list("pk", flat=True))
     for other, pattern in _REFERENCE_KEY.items():
         if other != kind:  # a different kind: ledger_same_as_before refuses any earlier posting
             ledger_same_as_before(

@@ -372,3 +372,54 @@ def test_two_clerks_racing_one_reference_onto_two_accounts_post_one_deposit_and_
     assert "was already posted as transaction #" in sorted(outcomes)[0]
     assert Transaction.objects.filter(kind=Transaction.Kind.DEPOSIT_COLLECT).count() == 1
     assert sum(account_balances(a).deposit_held for a in accounts) in (D("250.00"), D("60.00"))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_check_posted_as_a_payment_and_a_deposit_at_the_same_moment_posts_once(monkeypatch):
+    """The payment's and the deposit's keys differ, so the unique key cannot stop the second: the
+    clerk posting the payment is still inside its database transaction (its receipt being queued)
+    when the other clerk's deposit checks the reference."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from notifications import events
+
+    payer_account, depositor_account = factories.account(), factories.account()
+    paid, outcomes = threading.Event(), []
+    receipt = events.notify_payment_receipt
+
+    def slow_receipt(**kwargs):
+        receipt(**kwargs)
+        paid.set()
+        time.sleep(1.0)  # the payment is posted, not yet committed
+
+    monkeypatch.setattr(events, "notify_payment_receipt", slow_receipt)
+
+    def run(post):
+        try:
+            post()
+            outcomes.append("posted")
+        except DuplicateReference as exc:
+            outcomes.append(str(exc))
+        finally:
+            connection.close()
+
+    def payment():
+        services.payment_post(account=payer_account, amount="250.00", tender="check", reference="CK 6")
+
+    def deposit():
+        assert paid.wait(timeout=20)
+        services.deposit_collect(account=depositor_account, amount="250.00", tender="check", reference="CK 6")
+
+    threads = [threading.Thread(target=run, args=(post,)) for post in (payment, deposit)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert outcomes[0] == "posted"
+    assert outcomes[1].startswith("Check reference CK 6 was already posted as receipt R")
+    assert account_balances(depositor_account).deposit_held == D("0.00")
