@@ -437,15 +437,17 @@ def funded_disconnects_cancel() -> int:
     the daily run's true-ups of estimates that were too high (billing.daily). Each account is
     judged under its row lock, as a payment would; the open orders are a handful a day (one query).
     """
-    policy = Policy.objects.in_force(local_today())
-    account_ids = (
+    account_ids = list(
         ServiceOrder.objects.filter(kind=K.DISCONNECT, status__in=ServiceOrder.OPEN_STATUSES)
         .order_by("account_id")
         .values_list("account_id", flat=True)
         .distinct()
     )
+    if not account_ids:
+        return 0
+    policy = Policy.objects.in_force(local_today())
     funded = 0
-    for account_id in list(account_ids):
+    for account_id in account_ids:
         with transaction.atomic():
             account = Account.objects.select_for_update().get(pk=account_id)
             if not policy.is_disconnect_level(account_balances(account).prepaid_credit):
