@@ -36,7 +36,7 @@ from accounts.models import Account
 from billing.exceptions import BillingError, DailyRunError, LedgerError
 from billing.ledger import coop_ledger_account, ledger_apply_legs, sql_cents, sql_decimal, sql_round_int
 from billing.models import DailyRun, Deduction, LedgerAccount, Leg, Transaction
-from billing.prepaid import next_disconnect_window
+from billing.prepaid import funded_disconnects_cancel, next_disconnect_window
 from billing.rates import MonthPrices, month_prices, month_to_date_sql, round_div_sql, tax_sql
 from billing.selectors import disconnect_candidates
 from coop.calendar import local_midnight, local_today
@@ -161,6 +161,13 @@ def daily_run(
         failures.append(f"stopped: {exc}")
         _finish(run, failures)
         raise
+    try:
+        # A true-up credit funds an account as a payment does: its open disconnect order is
+        # cancelled before the notices (billing.prepaid.credit_posted).
+        funded_disconnects_cancel()
+    except Exception as exc:  # the money is posted; the order's own re-checks still stand
+        logger.exception("daily run %s: cancelling funded disconnects failed", day)
+        failures.append(f"funded disconnects: {exc} (run the day again to cancel them)")
     if notify:
         try:
             daily_notices(day)

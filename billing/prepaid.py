@@ -431,6 +431,31 @@ def credit_posted(account) -> None:
     )
 
 
+def funded_disconnects_cancel() -> int:
+    """credit_posted for every account with an open disconnect order that is now above the
+    disconnect level; returns how many were funded. For the credits no service posts one by one:
+    the daily run's true-ups of estimates that were too high (billing.daily). Each account is
+    judged under its row lock, as a payment would; the open orders are a handful a day (one query).
+    """
+    account_ids = list(
+        ServiceOrder.objects.filter(kind=K.DISCONNECT, status__in=ServiceOrder.OPEN_STATUSES)
+        .order_by("account_id")
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+    if not account_ids:
+        return 0
+    policy = Policy.objects.in_force(local_today())
+    funded = 0
+    for account_id in account_ids:
+        with transaction.atomic():
+            account = Account.objects.select_for_update().get(pk=account_id)
+            if not policy.is_disconnect_level(account_balances(account).prepaid_credit):
+                credit_posted(account)
+                funded += 1
+    return funded
+
+
 def reconnect_check_after_commit(account) -> None:
     """The name billing.services.payment_post calls (kept so that function needs no edit)."""
     credit_posted(account)

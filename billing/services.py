@@ -167,6 +167,38 @@ def _initial_minimum_unpaid(account, policy) -> Decimal:
     return max(ZERO, policy.prepaid_minimum_starting_balance - paid)
 
 
+# A tender and reference name one piece of paper (a check, a receipt-book slip, a processor's
+# record): it pays a payment or a deposit, never both. Each kind has its own idempotency key.
+_REFERENCE_KEY = {
+    Transaction.Kind.PAYMENT: "payment:{tender}:{reference}",
+    Transaction.Kind.DEPOSIT_COLLECT: "deposit:{tender}:{reference}",
+}
+
+
+def _reference_key(kind, *, tender, reference: str, account, amount, what: str) -> str:
+    """The idempotency key of a payment or deposit, after refusing (DuplicateReference, naming the
+    earlier record) a reference the same tender already posted as the other kind.
+
+    The two keys differ, so the unique key cannot stop a payment and a deposit of one check posted
+    at the same moment (each clerk locks only their own account). Both post to the tender's cash
+    clearing account, whose row ledger_post locks until commit: locked here already, before the
+    check, the second waits for the first to commit and then sees its key. (A row lock, not an
+    advisory lock per reference: an import posts thousands of references in one transaction.)"""
+    cash = coop_ledger_account(P.CASH_CLEARING, tender=tender)
+    list(LedgerAccount.objects.select_for_update().filter(pk=cash.pk).values_list("pk", flat=True))
+    for other, pattern in _REFERENCE_KEY.items():
+        if other != kind:  # a different kind: ledger_same_as_before refuses any earlier posting
+            ledger_same_as_before(
+                idempotency_key=pattern.format(tender=tender, reference=reference),
+                kind=kind,
+                account=account,
+                amount=amount,
+                tender=tender,
+                what=what,
+            )
+    return _REFERENCE_KEY[kind].format(tender=tender, reference=reference)
+
+
 @transaction.atomic
 def payment_post(
     *,
@@ -204,15 +236,10 @@ def payment_post(
     day = timezone.localdate(received_at)
     account = _lock_account(account)
 
-    key = f"payment:{tender}:{reference}"
-    earlier = ledger_same_as_before(
-        idempotency_key=key,
-        kind=Transaction.Kind.PAYMENT,
-        account=account,
-        amount=amount,
-        tender=tender,
-        what=f"{tender.label} reference {reference}",
-    )
+    what = f"{tender.label} reference {reference}"
+    same = {"account": account, "amount": amount, "tender": tender, "what": what}
+    key = _reference_key(Transaction.Kind.PAYMENT, reference=reference, **same)
+    earlier = ledger_same_as_before(idempotency_key=key, kind=Transaction.Kind.PAYMENT, **same)
     if earlier is not None:
         return Payment.objects.get(transaction=earlier), False
     if account.status == Account.Status.CLOSED:
@@ -582,16 +609,12 @@ def deposit_collect(*, account, amount, tender: str, reference: str, actor=None,
         raise BillingError("A deposit needs an amount above $0.00 and a reference.")
     account = _lock_account(account)
     tender = Payment.Tender(tender)
-    key = f"deposit:{tender}:{reference.strip()}"
-    # A retry returns the deposit already collected; the reference of another deposit is refused.
-    earlier = ledger_same_as_before(
-        idempotency_key=key,
-        kind=Transaction.Kind.DEPOSIT_COLLECT,
-        account=account,
-        amount=amount,
-        tender=tender,
-        what=f"{tender.label} reference {reference.strip()}",
-    )
+    # A retry returns the deposit already collected; the reference of another deposit, or of a
+    # payment, is refused.
+    same = {"account": account, "amount": amount, "tender": tender}
+    same["what"] = f"{tender.label} reference {reference.strip()}"
+    key = _reference_key(Transaction.Kind.DEPOSIT_COLLECT, reference=reference.strip(), **same)
+    earlier = ledger_same_as_before(idempotency_key=key, kind=Transaction.Kind.DEPOSIT_COLLECT, **same)
     if earlier is not None:
         return earlier
     txn, _ = ledger_post(

@@ -167,6 +167,41 @@ def test_the_same_payment_again_returns_its_receipt_and_another_is_refused_namin
     assert created and _snapshot() == before
 
 
+def test_a_check_already_posted_as_a_payment_cannot_be_collected_as_a_deposit_too():
+    """One check, one posting: the same tender and reference as a payment and as a deposit would
+    count one $250 check twice (their keys name their kinds, so the ledger alone takes both)."""
+    account, other = factories.account(), factories.account()
+    first, _ = services.payment_post(account=account, amount="250.00", tender="check", reference="CK 88")
+    before = _snapshot()
+
+    for target in (account, other):
+        with pytest.raises(DuplicateReference) as refused:
+            services.deposit_collect(account=target, amount="250.00", tender="check", reference="CK 88")
+        assert str(refused.value) == (
+            f"Check reference CK 88 was already posted as receipt {first.receipt_number} "
+            f"($250.00 to account {account.number} on November 20, 2026)."
+        )
+    assert _snapshot() == before
+    assert account_balances(account).deposit_held == D("0.00")
+
+
+def test_a_check_already_collected_as_a_deposit_cannot_be_posted_as_a_payment_too():
+    account = factories.account()
+    first = services.deposit_collect(account=account, amount="250.00", tender="check", reference="CK 89")
+    before = _snapshot()
+
+    with pytest.raises(DuplicateReference) as refused:
+        services.payment_post(account=account, amount="250.00", tender="check", reference="CK 89")
+
+    assert str(refused.value) == (
+        f"Check reference CK 89 was already posted as transaction #{first.pk}, deposit collected "
+        f"($250.00 to account {account.number} on November 20, 2026: Deposit, Check CK 89)."
+    )
+    assert _snapshot() == before
+    # The same reference with another tender is another piece of paper.
+    services.payment_post(account=account, amount="250.00", tender="ach", reference="CK 89")
+
+
 # --- Refund payouts -------------------------------------------------------------------------------
 
 
@@ -337,3 +372,54 @@ def test_two_clerks_racing_one_reference_onto_two_accounts_post_one_deposit_and_
     assert "was already posted as transaction #" in sorted(outcomes)[0]
     assert Transaction.objects.filter(kind=Transaction.Kind.DEPOSIT_COLLECT).count() == 1
     assert sum(account_balances(a).deposit_held for a in accounts) in (D("250.00"), D("60.00"))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_check_posted_as_a_payment_and_a_deposit_at_the_same_moment_posts_once(monkeypatch):
+    """The payment's and the deposit's keys differ, so the unique key cannot stop the second: the
+    clerk posting the payment is still inside its database transaction (its receipt being queued)
+    when the other clerk's deposit checks the reference."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from notifications import events
+
+    payer_account, depositor_account = factories.account(), factories.account()
+    paid, outcomes = threading.Event(), []
+    receipt = events.notify_payment_receipt
+
+    def slow_receipt(**kwargs):
+        receipt(**kwargs)
+        paid.set()
+        time.sleep(1.0)  # the payment is posted, not yet committed
+
+    monkeypatch.setattr(events, "notify_payment_receipt", slow_receipt)
+
+    def run(post):
+        try:
+            post()
+            outcomes.append("posted")
+        except DuplicateReference as exc:
+            outcomes.append(str(exc))
+        finally:
+            connection.close()
+
+    def payment():
+        services.payment_post(account=payer_account, amount="250.00", tender="check", reference="CK 6")
+
+    def deposit():
+        assert paid.wait(timeout=20)
+        services.deposit_collect(account=depositor_account, amount="250.00", tender="check", reference="CK 6")
+
+    threads = [threading.Thread(target=run, args=(post,)) for post in (payment, deposit)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert outcomes[0] == "posted"
+    assert outcomes[1].startswith("Check reference CK 6 was already posted as receipt R")
+    assert account_balances(depositor_account).deposit_held == D("0.00")
