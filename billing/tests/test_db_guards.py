@@ -33,6 +33,7 @@ APPEND_ONLY_TABLES = [
     "billing_returnedpayment",
     "billing_chargedfee",
     "billing_refundpayout",
+    "billing_deduction",
 ]
 
 
@@ -279,6 +280,27 @@ def test_a_refund_payout_cannot_be_changed_or_deleted(records):
     refused("UPDATE billing_refundpayout SET check_number = '5002' WHERE id = %s", [pk], match="append-only")
     refused("DELETE FROM billing_refundpayout WHERE id = %s", [pk], match="append-only")
     assert RefundPayout.objects.filter(pk=pk, check_number="5001").exists()
+
+
+def test_a_daily_deduction_cannot_be_changed_or_deleted():
+    """What the member was charged for a day, and the run's proof the day was charged once."""
+    import time_machine
+
+    from billing.daily import daily_run
+    from billing.models import Deduction
+    from billing.tests import factories as bf
+
+    Policy.objects.create(effective_from=datetime.date(2020, 1, 1), name="t")
+    bf.tariff(customer_charge=D("31.00"))
+    account = bf.prepaid_account()
+    services.payment_post(account=account, amount=D("50.00"), tender="cash", reference="start")
+    bf.read(account.meter, DAY, D("20"))
+    with time_machine.travel("2026-11-21 18:00:00+00:00", tick=False):
+        daily_run(day=DAY)
+    row = Deduction.objects.get(account=account, service_day=DAY)
+    refused("UPDATE billing_deduction SET total = 0 WHERE id = %s", [row.pk], match="append-only")
+    refused("DELETE FROM billing_deduction WHERE id = %s", [row.pk], match="append-only")
+    assert Deduction.objects.get(pk=row.pk).total == row.total
 
 
 def test_a_fee_can_only_be_waived_once_by_its_own_reversal(records, manager):

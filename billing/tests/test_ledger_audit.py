@@ -66,7 +66,8 @@ def test_a_postpaid_amount_due_that_disagrees_with_its_open_bills_is_reported():
 
 
 def test_a_daily_deduction_that_its_transaction_does_not_post_is_reported():
-    # Deductions have no foreign keys and no triggers: this tampering works on PostgreSQL too.
+    # On PostgreSQL deductions are append-only (billing/migrations/0016): tampering goes behind
+    # the triggers, as only the owner or a superuser can.
     import datetime
 
     import time_machine
@@ -75,6 +76,7 @@ def test_a_daily_deduction_that_its_transaction_does_not_post_is_reported():
     from billing.daily import daily_run
     from billing.models import Deduction
     from billing.tests import factories as bf
+    from billing.tests.test_ledger_audit_records import tamper
     from coop.models import Policy
 
     Policy.objects.create(effective_from=datetime.date(2020, 1, 1), name="t")
@@ -87,20 +89,23 @@ def test_a_daily_deduction_that_its_transaction_does_not_post_is_reported():
         daily_run(day=day)
     row = Deduction.objects.get(account=account, service_day=day)
     assert audit()[0] == 0
-    Deduction.objects.filter(pk=row.pk).update(total=row.total + 1)
+    tamper("UPDATE billing_deduction SET total = total + 1 WHERE id = %s", [row.pk])
     code, out = audit()
     assert code == 1
     assert (
         f"deduction #{row.pk} (account #{account.pk}, 2026-12-14): total {row.total + 1}, "
         f"transaction #{row.transaction_id} posts {row.total} on its prepaid credit"
     ) in out
-    Deduction.objects.filter(pk=row.pk).update(total=row.total, transaction=None)
+    tamper("UPDATE billing_deduction SET total = total - 1, transaction_id = NULL WHERE id = %s", [row.pk])
     code, out = audit()
     assert (
         f"deduction #{row.pk} (account #{account.pk}, 2026-12-14): total {row.total}, transaction #None"
         in out
     )
-    Deduction.objects.filter(pk=row.pk).update(transaction=row.transaction_id, account=account.pk + 1000)
+    tamper(
+        "UPDATE billing_deduction SET transaction_id = %s, account_id = %s WHERE id = %s",
+        [row.transaction_id, account.pk + 1000, row.pk],
+    )
     code, out = audit()
     assert f"deduction #{row.pk} (account #{account.pk + 1000}, 2026-12-14)" in out
     assert f"of daily-run transaction #{row.transaction_id} posts {row.total} on member:" in out
