@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "meters",
     "billing",
     "notifications",
+    # Last: the demo cooperative and the bench may import every app above; nothing imports them.
+    "demo",
 ]
 
 MIDDLEWARE = [

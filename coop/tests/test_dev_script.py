@@ -4,7 +4,6 @@ and the start banner names only pages that exist.
 The apt tests source ./dev (which then only defines its functions) with fake apt-get, dpkg-query,
 fuser and sudo on PATH, so nothing is installed."""
 
-import io
 import os
 import pathlib
 import re
@@ -13,8 +12,7 @@ import subprocess
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
-from django.urls import Resolver404, resolve
+from django.urls import resolve
 
 DEV = pathlib.Path(settings.BASE_DIR) / "dev"
 LOCK_MESSAGE = (
@@ -107,28 +105,3 @@ def test_the_start_banner_names_the_admin_at_the_address_dev_start_uses():
     for url in banner_urls:
         resolve(url)
     assert '--base-url "http://$addr"' in script
-
-
-@pytest.mark.django_db
-def test_every_url_seed_demo_prints_is_a_page_that_exists(settings):
-    settings.DEBUG = True  # seed_demo refuses without it (published passwords)
-    out = io.StringIO()
-    call_command(
-        "seed_demo",
-        members=2,
-        history_accounts=0,
-        daily_days=0,
-        if_empty=True,
-        base_url="http://example.test:9000",
-        stdout=out,
-    )
-    printed = out.getvalue()
-    urls = re.findall(r"https?://\S+", printed)
-    assert urls, printed
-    for url in urls:
-        assert url.startswith("http://example.test:9000/")
-        try:
-            resolve(url.removeprefix("http://example.test:9000"))
-        except Resolver404:
-            pytest.fail(f"seed_demo prints {url}, which is no page")
-    assert "member pages" not in printed  # there are none yet

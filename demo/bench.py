@@ -32,9 +32,9 @@ from accounts.models import Account, Member, ServiceLocation
 from billing.daily import daily_notices, daily_run
 from billing.models import LedgerAccount, Leg, Rider, Tariff, TariffBlock, TaxRate, Transaction
 from billing.selectors import disconnect_candidates
-from coop.demo import _RowWriter, database_has_demo_data
 from coop.exceptions import CoopError
 from coop.services import policy_load_presets
+from demo.seed import _RowWriter, database_has_demo_data
 from meters.models import Meter, MeterInstallation
 
 BATCH = 50_000
@@ -326,7 +326,7 @@ def record(result: BenchResult, path: Path | None = None) -> Path:
     if marker not in text:
         text += (
             "\n## bench_daily\n\n"
-            "`manage.py bench_daily --accounts N` on an empty, migrated database (see billing/bench.py).\n\n"
+            "`manage.py bench_daily --accounts N` on an empty, migrated database (see demo/bench.py).\n\n"
             "| when (UTC) | database | accounts | import_s (rows/s) | run_s | notices_s | select_s | floor_s "
             "| ratio | peak MB |\n"
             "|---|---|---|---|---|---|---|---|---|---|\n" + marker + "\n"

@@ -24,9 +24,9 @@ from billing.exceptions import PaymentRefused
 from billing.models import ChargedFee, DebtPlan, Payment, Receivable, ReturnedPayment, Transaction
 from billing.selectors import account_balances, amount_past_due, check_restricted_until, receivables_audit
 from coop import roles
-from coop.demo_money import HISTORY_DAYS, money
 from coop.models import BillingCycle, OfficeClosure, Policy, WeatherHold
 from coop.money import split
+from demo.money import HISTORY_DAYS, money
 from meters.models import Meter, MeterInstallation
 
 MEMBERS = 60

@@ -19,7 +19,7 @@ chunk's children can point at its parents without reading anything back.
 
 Money is the exception to writing rows around the services: the first accounts in service get a
 payment, fee, deposit, bill and plan history through the billing services themselves (see
-coop/demo_money.py), so the ledger is consistent by construction and `manage.py ledger_audit`
+demo/money.py), so the ledger is consistent by construction and `manage.py ledger_audit`
 passes; the accounts beyond `history_accounts` have no postings.
 
 Everything random comes from one `random.Random(seed)` and one seeded Faker (and the money history
@@ -51,7 +51,6 @@ from faker import Faker
 from accounts.models import Account, AccountStatusChange, Member, ServiceLocation
 from coop import presets, roles
 from coop.calendar import coop_zone, local_today, us_holidays
-from coop.demo_money import DEFAULT_HISTORY_ACCOUNTS, MoneySummary, build_history
 from coop.exceptions import CoopError
 from coop.models import BillingCycle, OfficeClosure, Policy, WeatherHold
 from coop.services import (
@@ -60,8 +59,9 @@ from coop.services import (
     policy_create_version,
     weather_hold_create,
 )
+from demo.money import DEFAULT_HISTORY_ACCOUNTS, MoneySummary, build_history
+from demo.notices import seed_notifications_demo
 from meters.models import Meter, MeterInstallation
-from notifications.demo import seed_notifications_demo
 from notifications.events import muted as notices_muted
 
 ONE_DAY = datetime.timedelta(days=1)
@@ -304,8 +304,8 @@ class SeedResult:
     calendar_notes: list[str] = field(default_factory=list)
     logins: list[LoginResult] = field(default_factory=list)
     money: MoneySummary | None = None
-    daily: object = None  # coop.demo_daily.DailySummary
-    notifications: object = None  # notifications.demo.NotificationsDemoSummary
+    daily: object = None  # demo.daily.DailySummary
+    notifications: object = None  # demo.notices.NotificationsDemoSummary
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -355,7 +355,7 @@ def seed_demo(
     has no members, locations, meters or accounts.
 
     The first `history_accounts` accounts in service get a money history through the billing
-    services (coop/demo_money.py); 0 gives none."""
+    services (demo/money.py); 0 gives none."""
     if members < 1:
         raise ValueError("The demo needs at least one member.")
     started = time.monotonic()
@@ -413,7 +413,7 @@ def seed_demo(
         )
     if daily_days > 0:
         # After the commit: each day of the daily run is its own set of transactions, as in production.
-        from coop.demo_daily import build_daily_history
+        from demo.daily import build_daily_history
 
         result.daily = build_daily_history(today=today, seed=seed, days=daily_days, progress=say)
     result.seconds = time.monotonic() - started
@@ -1076,7 +1076,7 @@ class _RowWriter:
             else:
                 raise CoopError(
                     f"seed_demo does not know what to write in {model.__name__}.{f.name} (no default): "
-                    "add it to the columns in coop/demo.py."
+                    "add it to the columns in demo/seed.py."
                 )
             extra_fields.append(f)
             extra_values.append(value)

@@ -10,8 +10,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
-from coop import demo, demo_money
 from coop.exceptions import CoopError
+from demo import money, seed
 
 # The pages the banner names, by URL name (so it can only print pages that exist: a test resolves
 # every URL it prints). Add the member pages here once they are built.
@@ -71,11 +71,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--history-accounts",
             type=_not_negative,
-            default=demo_money.DEFAULT_HISTORY_ACCOUNTS,
+            default=money.DEFAULT_HISTORY_ACCOUNTS,
             help=(
                 "Accounts in service (the first, by number) given a money history through the "
                 "billing services; the rest have no postings. 0: none "
-                f"(default {demo_money.DEFAULT_HISTORY_ACCOUNTS})."
+                f"(default {money.DEFAULT_HISTORY_ACCOUNTS})."
             ),
         )
         parser.add_argument(
@@ -100,23 +100,23 @@ class Command(BaseCommand):
             )
         members = options["members"]
         verbose = options["verbosity"] >= 1
-        occupied = demo.database_has_demo_data() if options["if_empty"] else None
+        occupied = seed.database_has_demo_data() if options["if_empty"] else None
         if occupied:
             self.stdout.write(f"The database already has {occupied}; not seeding.")
             existing = [
-                demo.LoginResult(login=login, created=True)
-                for login in (*demo.LOGINS, demo.MEMBER_LOGIN)
+                seed.LoginResult(login=login, created=True)
+                for login in (*seed.LOGINS, seed.MEMBER_LOGIN)
                 if get_user_model().objects.filter(username=login.username).exists()
             ]
             if existing:
-                self.stdout.write(self._logins_block(demo.SeedResult(logins=existing), options["base_url"]))
+                self.stdout.write(self._logins_block(seed.SeedResult(logins=existing), options["base_url"]))
             return
         if verbose:
             self.stdout.write(
                 f"Building a demo cooperative of {members:,} members (seed {options['seed']}) ..."
             )
         try:
-            result = demo.seed_demo(
+            result = seed.seed_demo(
                 members=members,
                 seed=options["seed"],
                 chunk_size=options["chunk_size"],

@@ -5,8 +5,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import Account
-from billing import bench
 from billing.models import DailyRun, Deduction, LedgerAccount
+from demo import bench
 
 pytestmark = pytest.mark.django_db
 

@@ -22,8 +22,8 @@ from accounts.models import Account
 from billing.daily import daily_run, prepaid_ledger_accounts_ensure
 from billing.ledger import coop_ledger_account, ledger_apply_legs
 from billing.models import LedgerAccount, Leg, Rider, Tariff, TariffBlock, TaxRate, Transaction
-from coop.demo import _RowWriter
 from coop.models import Policy
+from demo.seed import _RowWriter
 from meters.models import MeterInstallation, MeterRead
 
 P = LedgerAccount.Purpose
@@ -43,7 +43,7 @@ class DailySummary:
     member_balance_total: Decimal = Decimal("0.00")
 
     def summary(self) -> str:
-        from coop.demo_money import money
+        from demo.money import money
 
         return (
             f"Daily prepaid history: {self.days} days run for {self.accounts:,} prepaid accounts "

@@ -1,4 +1,4 @@
-"""Money history for the demo cooperative (`manage.py seed_demo`, called from coop/demo.py).
+"""Money history for the demo cooperative (`manage.py seed_demo`, called from demo/seed.py).
 
 Every movement goes through the billing services a clerk's or a processor's action would call
 (payment_post, payment_return, fee_charge, fee_waive, deposit_collect, deposit_apply,
@@ -21,7 +21,7 @@ What the history is, over the last HISTORY_DAYS days (never before the first pol
   window, then top-ups of $20-$150 every one to three weeks by card, online, cash or check; a few
   checks returned with the policy's fees charged at once (some fees waived by the manager), one
   member with two returned checks and so no more check payments (the demo policy adds preset D's
-  returned-check rule to B + C, see coop/demo.py); a handful of back-billed debts
+  returned-check rule to B + C, see demo/seed.py); a handful of back-billed debts
   moved to arrears and put on a debt-management plan (the plan's share then comes out of each
   top-up); a few members running low (near the low-balance warning level); a few outage credits.
   There is no daily energy deduction yet (the daily run is later work), so a prepaid balance only

@@ -1,4 +1,4 @@
-"""The demo's notices (called by coop.demo.seed_demo once members, accounts and the money history
+"""The demo's notices (called by demo.seed.seed_demo once members, accounts and the money history
 exist): members' preferences, a message history with some failures, and members who opted out.
 
 Nothing here is sent: the history is written as it would look afterwards (transport "demo"),

@@ -3,8 +3,8 @@ selection against a one-statement floor, on the configured (empty) database."""
 
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.bench import bench_daily, record
 from coop.exceptions import CoopError
+from demo.bench import bench_daily, record
 
 
 class Command(BaseCommand):

@@ -2,15 +2,15 @@
 
 import pytest
 
-from coop.demo import seed_demo
-from notifications.demo import seed_notifications_demo
+from demo.notices import seed_notifications_demo
+from demo.seed import seed_demo
 from notifications.models import Message, NotificationPreference, WebhookEvent
 
 pytestmark = pytest.mark.django_db
 
 
 def test_the_demo_has_preferences_a_history_with_failures_and_opted_out_members():
-    # seed_demo seeds the notifications demo itself (notifications.demo.seed_notifications_demo).
+    # seed_demo seeds the notifications demo itself (demo.notices.seed_notifications_demo).
     result = seed_demo(members=120, history_accounts=40, daily_days=0).notifications
     assert NotificationPreference.objects.count() == result.preferences == 120
     assert NotificationPreference.objects.filter(sms_consent=True).count() == result.sms_consent > 0
