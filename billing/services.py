@@ -476,6 +476,8 @@ def plan_move(plan: DebtPlan, to_status: str, **fields) -> DebtPlan:
     allow (IllegalPlanTransition, nothing written), else sets the status and `fields` (ended_on,
     cancel_reason ...) and saves them. The caller holds the plan's row lock or its account's (every
     plan write happens under the account's lock, `_lock_account`, or the plan's own)."""
+    if "status" in fields:  # the status is `to_status`, checked; never a field set beside it
+        raise TypeError("plan_move() takes the new status as to_status, not as a field.")
     check_transition(
         DebtPlan.TRANSITIONS,
         plan.status,

@@ -73,3 +73,10 @@ def test_plan_move_sets_the_status_and_the_fields_given(plan):
     services.plan_move(plan, P.ACTIVE, ended_on=None)
     plan.refresh_from_db()
     assert (plan.status, plan.ended_on) == (P.ACTIVE, None)
+
+
+def test_plan_move_takes_no_status_beside_the_one_it_checks(plan):
+    with pytest.raises(TypeError, match="to_status"):
+        services.plan_move(plan, P.COMPLETED, status=P.CANCELLED)
+    plan.refresh_from_db()
+    assert plan.status == P.ACTIVE
