@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from accounts.exceptions import IllegalStatusTransition
 from accounts.models import Account, AccountStatusChange, Member, ServiceLocation
+from coop.lifecycle import check_transition
 from coop.validators import check_texts
 
 
@@ -82,12 +83,14 @@ def account_change_status(*, account: Account, to_status: str, actor, reason: st
     locked = Account.objects.select_for_update().get(pk=account.pk)
     from_status = Account.Status(locked.status)
     to_status = Account.Status(to_status)
-    if to_status not in Account.ALLOWED_TRANSITIONS[from_status]:
-        allowed = ", ".join(sorted(s.label for s in Account.ALLOWED_TRANSITIONS[from_status])) or "none"
-        raise IllegalStatusTransition(
-            f"Account {locked.number} is {from_status.label.lower()} and cannot become "
-            f"{to_status.label.lower()}. From {from_status.label.lower()} it can become: {allowed}."
-        )
+    check_transition(
+        Account.ALLOWED_TRANSITIONS,
+        from_status,
+        to_status,
+        what=f"Account {locked.number}",
+        choices=Account.Status,
+        error=IllegalStatusTransition,
+    )
     now = timezone.now()
     locked.status = to_status
     locked.status_changed_at = now
@@ -159,10 +162,12 @@ def account_change_status_by_hand(*, account: Account, to_status: str, actor, re
                     'connects it with "Reconnect without funds" on its page; it becomes active when '
                     "the meter's switch is confirmed closed."
                 )
-    if to_status not in Account.MANUAL_TRANSITIONS[from_status]:
-        allowed = ", ".join(sorted(s.label for s in Account.MANUAL_TRANSITIONS[from_status])) or "none"
-        raise IllegalStatusTransition(
-            f"Account {locked.number} is {from_status.label.lower()} and cannot become "
-            f"{to_status.label.lower()}. From {from_status.label.lower()} it can become: {allowed}."
-        )
+    check_transition(
+        Account.MANUAL_TRANSITIONS,
+        from_status,
+        to_status,
+        what=f"Account {locked.number}",
+        choices=Account.Status,
+        error=IllegalStatusTransition,
+    )
     return account_change_status(account=account, to_status=to_status, actor=actor, reason=reason)

@@ -1,4 +1,5 @@
 from coop.exceptions import CoopError
+from coop.lifecycle import IllegalTransition
 
 
 class BillingError(CoopError):
@@ -7,6 +8,10 @@ class BillingError(CoopError):
 
 class LedgerError(BillingError):
     """A posting that would break the ledger's rules (unbalanced, not Decimal, reversed twice)."""
+
+
+class IllegalPlanTransition(BillingError, IllegalTransition):
+    """A debt-plan status move that the plan lifecycle (DebtPlan.TRANSITIONS) does not allow."""
 
 
 class PaymentRefused(BillingError):

@@ -172,8 +172,7 @@ def final_bill(*, account: Account, policy: Policy, on: datetime.date, actor=Non
 
     plan = active_plan(account)
     if plan is not None and balances.arrears <= 0:
-        plan.status, plan.ended_on = DebtPlan.Status.COMPLETED, on
-        plan.save(update_fields=["status", "ended_on"])
+        services.plan_move(plan, DebtPlan.Status.COMPLETED, ended_on=on)
 
     if not policy.refund_credit_on_final_bill:
         return

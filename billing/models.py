@@ -287,6 +287,16 @@ class DebtPlan(models.Model):
         COMPLETED = "completed", "Completed"
         CANCELLED = "cancelled", "Cancelled"
 
+    # Every move a plan's status may make (billing.services.plan_move is the one place that makes
+    # them). A plan starts active; it completes when the arrears are paid or written off (or the
+    # final bill clears them) and is cancelled by a manager. A completed plan resumes when the
+    # payment that completed it is returned and arrears are owed again.
+    TRANSITIONS = {
+        Status.ACTIVE: frozenset({Status.COMPLETED, Status.CANCELLED}),
+        Status.COMPLETED: frozenset({Status.ACTIVE}),
+        Status.CANCELLED: frozenset(),
+    }
+
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="debt_plans")
     share_percent = models.DecimalField(max_digits=5, decimal_places=2)
     share_override_reason = models.CharField(

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from billing import prepaid
-from billing.exceptions import BillingError, DuplicateReference, PaymentRefused
+from billing.exceptions import BillingError, DuplicateReference, IllegalPlanTransition, PaymentRefused
 from billing.ledger import (
     coop_ledger_account,
     ledger_post,
@@ -30,6 +30,7 @@ from billing.models import (
     Transaction,
 )
 from billing.selectors import account_balances, active_plan, check_restricted_until
+from coop.lifecycle import check_transition
 from coop.models import FeeScheduleEntry, Policy
 from coop.money import split, to_cents
 from coop.validators import check_texts, refuse_bad_text
@@ -304,9 +305,7 @@ def payment_post(
     if _is_postpaid(account):
         _add_credit(account, kind=Credit.Kind.PAYMENT, txn=txn, amount=to_due, payment=payment)
     if plan is not None and to_arrears and account_balances(account).arrears <= 0:
-        plan.status = DebtPlan.Status.COMPLETED
-        plan.ended_on = day
-        plan.save(update_fields=["status", "ended_on"])
+        plan_move(plan, DebtPlan.Status.COMPLETED, ended_on=day)
         notices.notify_plan_change(plan_id=plan.pk)
     notices.notify_payment_receipt(payment_id=payment.pk)
     # A disconnected prepaid member may now be restored: checked by a task after commit, never if
@@ -467,10 +466,31 @@ def payment_return(
             account.debt_plans.filter(status=DebtPlan.Status.COMPLETED).order_by("-ended_on", "-id").first()
         )
         if plan is not None and active_plan(account) is None and account_balances(account).arrears > 0:
-            plan.status, plan.ended_on = DebtPlan.Status.ACTIVE, None
-            plan.save(update_fields=["status", "ended_on"])
+            plan_move(plan, DebtPlan.Status.ACTIVE, ended_on=None)
     notices.notify_returned_payment(payment_id=payment.pk, fee=fees or None)
     return record
+
+
+def plan_move(plan: DebtPlan, to_status: str, **fields) -> DebtPlan:
+    """The one place a debt plan's status changes: refuses a move DebtPlan.TRANSITIONS does not
+    allow (IllegalPlanTransition, nothing written), else sets the status and `fields` (ended_on,
+    cancel_reason ...) and saves them. The caller holds the plan's row lock or its account's (every
+    plan write happens under the account's lock, `_lock_account`, or the plan's own)."""
+    if "status" in fields:  # the status is `to_status`, checked; never a field set beside it
+        raise TypeError("plan_move() takes the new status as to_status, not as a field.")
+    check_transition(
+        DebtPlan.TRANSITIONS,
+        plan.status,
+        to_status,
+        what=lambda: f"Debt plan #{plan.pk} of account {plan.account.number}",
+        choices=DebtPlan.Status,
+        error=IllegalPlanTransition,
+    )
+    plan.status = DebtPlan.Status(to_status)
+    for name, value in fields.items():
+        setattr(plan, name, value)
+    plan.save(update_fields=["status", *fields])
+    return plan
 
 
 @transaction.atomic
@@ -510,13 +530,13 @@ def plan_cancel(*, plan: DebtPlan, actor, reason: str) -> DebtPlan:
     if not reason.strip():
         raise BillingError("Say why the plan is cancelled.")
     plan = DebtPlan.objects.select_for_update().get(pk=plan.pk)
-    if plan.status != DebtPlan.Status.ACTIVE:
-        raise BillingError(f"The plan is {plan.get_status_display().lower()}, not active.")
-    plan.status = DebtPlan.Status.CANCELLED
-    plan.ended_on = timezone.localdate()
-    plan.cancel_reason = reason.strip()
-    plan.cancelled_by = actor
-    plan.save(update_fields=["status", "ended_on", "cancel_reason", "cancelled_by"])
+    plan_move(
+        plan,
+        DebtPlan.Status.CANCELLED,
+        ended_on=timezone.localdate(),
+        cancel_reason=reason.strip(),
+        cancelled_by=actor,
+    )
     notices.notify_plan_change(plan_id=plan.pk)
     return plan
 
@@ -894,8 +914,7 @@ def arrears_write_off(*, account, actor, reason: str, amount=None, on=None) -> T
     )
     plan = active_plan(account)
     if plan is not None and account_balances(account).arrears <= 0:
-        plan.status, plan.ended_on = DebtPlan.Status.COMPLETED, on or timezone.localdate()
-        plan.save(update_fields=["status", "ended_on"])
+        plan_move(plan, DebtPlan.Status.COMPLETED, ended_on=on or timezone.localdate())
     return txn
 
 

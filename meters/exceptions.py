@@ -1,13 +1,14 @@
 """The meters app's domain errors. Messages are shown to staff: say what was wrong and what to do."""
 
 from coop.exceptions import CoopError
+from coop.lifecycle import IllegalTransition
 
 
 class MetersError(CoopError):
     pass
 
 
-class IllegalOrderTransition(MetersError):
+class IllegalOrderTransition(MetersError, IllegalTransition):
     """A service-order status move that the order lifecycle does not allow."""
 
 

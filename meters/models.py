@@ -137,6 +137,18 @@ class ServiceOrder(models.Model):
         SIMULATED_AMI = "simulated_ami", "Simulated AMI head-end"
         FIELD = "field", "Field order (line crew)"
 
+    # Every move an order's status may make (meters.services._move is the one place that makes
+    # them): requested (queued), sent through its head-end adapter, confirmed once the switch moved;
+    # a failed send is retried; an open order may be cancelled.
+    TRANSITIONS = {
+        Status.QUEUED: frozenset({Status.SENT, Status.FAILED, Status.CANCELLED}),
+        # SENT -> SENT: an order in flight at the head-end moved to the field list.
+        Status.SENT: frozenset({Status.SENT, Status.CONFIRMED, Status.FAILED, Status.CANCELLED}),
+        # FAILED -> FAILED: another attempt failed.
+        Status.FAILED: frozenset({Status.SENT, Status.FAILED, Status.CANCELLED}),
+        Status.CONFIRMED: frozenset(),
+        Status.CANCELLED: frozenset(),
+    }
     OPEN_STATUSES = (Status.QUEUED, Status.SENT, Status.FAILED)
 
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="service_orders")

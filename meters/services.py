@@ -14,6 +14,7 @@ from django_q import tasks as q
 from accounts.models import Account, ServiceHold
 from accounts.services import account_change_status
 from coop.calendar import local_today
+from coop.lifecycle import check_transition
 from coop.validators import check_texts
 from meters.exceptions import HeadEndPermanentError, HeadEndTransientError, IllegalOrderTransition
 from meters.headend import adapter_for, adapter_for_meter
@@ -72,16 +73,9 @@ def meter_remove(
 S = ServiceOrder.Status
 K = ServiceOrder.Kind
 
-# Every move an order's status may make; `_move` is the one place that changes it.
-ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
-    S.QUEUED: frozenset({S.SENT, S.FAILED, S.CANCELLED}),
-    # SENT -> SENT: an order in flight at the head-end moved to the field list.
-    S.SENT: frozenset({S.SENT, S.CONFIRMED, S.FAILED, S.CANCELLED}),
-    # FAILED -> FAILED: another attempt failed.
-    S.FAILED: frozenset({S.SENT, S.FAILED, S.CANCELLED}),
-    S.CONFIRMED: frozenset(),
-    S.CANCELLED: frozenset(),
-}
+# Every move an order's status may make (the map lives on the model); `_move` is the one place
+# that changes it.
+ORDER_TRANSITIONS = ServiceOrder.TRANSITIONS
 OPPOSITE = {K.DISCONNECT: K.RECONNECT, K.RECONNECT: K.DISCONNECT}
 
 # "May this disconnect still go ahead?" Callables `check(order=..., at=...) -> str | None` that
@@ -118,16 +112,17 @@ def retry_delay(attempts: int) -> datetime.timedelta:
 
 
 def _move(order: ServiceOrder, to_status: str) -> None:
-    from_status = S(order.status)
-    to_status = S(to_status)
-    if to_status not in ORDER_TRANSITIONS[from_status]:
-        allowed = ", ".join(sorted(s.label.lower() for s in ORDER_TRANSITIONS[from_status])) or "nothing"
-        raise IllegalOrderTransition(
-            f"{order.get_kind_display()} order #{order.pk} for account {order.account.number} is "
-            f"{from_status.label.lower()} and cannot become {to_status.label.lower()} "
-            f"(from {from_status.label.lower()} it can become: {allowed})."
-        )
-    order.status = to_status
+    """The one place an order's status changes (the caller holds the order's row lock, `_locked`,
+    and saves it): refuses a move ServiceOrder.TRANSITIONS does not allow, changing nothing."""
+    check_transition(
+        ServiceOrder.TRANSITIONS,
+        order.status,
+        to_status,
+        what=f"{order.get_kind_display()} order #{order.pk} for account {order.account.number}",
+        choices=S,
+        error=IllegalOrderTransition,
+    )
+    order.status = S(to_status)
 
 
 def _locked(order_id) -> ServiceOrder:

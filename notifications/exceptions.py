@@ -1,11 +1,12 @@
 from coop.exceptions import CoopError
+from coop.lifecycle import IllegalTransition
 
 
 class NotificationsError(CoopError):
     pass
 
 
-class IllegalMessageTransition(NotificationsError):
+class IllegalMessageTransition(NotificationsError, IllegalTransition):
     """A message status move that the delivery lifecycle does not allow."""
 
 

@@ -171,10 +171,11 @@ class Message(models.Model):
         UNDELIVERED = "undelivered", "Undelivered"
         CANCELLED = "cancelled", "Not sent"
 
-    # The only moves a message's status may make (services._move). SENDING -> QUEUED is a retry
+    # The only moves a message's status may make (services._move; the two set-based updates in
+    # services, the claim and the stuck-sending sweep, check their one move). SENDING -> QUEUED is a retry
     # after a transient error or a text held for quiet hours; SENDING -> DELIVERED/UNDELIVERED is
     # Twilio's callback arriving before the worker recorded the send.
-    ALLOWED_TRANSITIONS = {
+    TRANSITIONS = {
         Status.QUEUED: {Status.SENDING, Status.CANCELLED, Status.FAILED},
         Status.SENDING: {
             Status.QUEUED,

@@ -35,6 +35,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from accounts.models import Account, Member
 from billing.models import Deduction, LedgerAccount
+from coop.lifecycle import check_transition
 from coop.validators import contains_card_number, mask_card_numbers
 from notifications import transports
 from notifications.bulk import insert_new
@@ -223,12 +224,16 @@ def _enqueue_on_commit(ids: list[int]) -> None:
 def _move(message: Message, to: str, *, now, **fields) -> bool:
     """Move `message` from its current status to `to` if nobody moved it meanwhile (a conditional
     UPDATE); False when it had moved. Raises IllegalMessageTransition for a move the lifecycle
-    does not allow."""
-    if to not in Message.ALLOWED_TRANSITIONS[S(message.status)]:
-        raise IllegalMessageTransition(
-            f"Message #{message.pk} cannot go from {S(message.status).label.lower()} "
-            f"to {S(to).label.lower()}."
-        )
+    does not allow (Message.TRANSITIONS), changing nothing. The one place a message's status
+    changes, bar the two set-based updates below that check their one move."""
+    check_transition(
+        Message.TRANSITIONS,
+        message.status,
+        to,
+        what=f"Message #{message.pk}",
+        choices=S,
+        error=IllegalMessageTransition,
+    )
     moved = Message.objects.filter(pk=message.pk, status=message.status).update(
         status=to, status_changed_at=now, **fields
     )
@@ -239,6 +244,15 @@ def _move(message: Message, to: str, *, now, **fields) -> bool:
 
 def _claim(message_ids: list[int], now) -> list[Message]:
     token = uuid.uuid4().hex
+    # Set-based for speed: only queued rows move, and queued -> sending must be in the map.
+    check_transition(
+        Message.TRANSITIONS,
+        S.QUEUED,
+        S.SENDING,
+        what="A queued message",
+        choices=S,
+        error=IllegalMessageTransition,
+    )
     Message.objects.filter(pk__in=message_ids, status=S.QUEUED).filter(
         Q(send_after__isnull=True) | Q(send_after__lte=now)
     ).update(status=S.SENDING, claim_token=token, claimed_at=now, status_changed_at=now)
@@ -380,6 +394,15 @@ def messages_retry_due(*, now: datetime.datetime | None = None) -> dict[str, int
     over, retry due, or a task that was lost) to send tasks, and fail messages stuck in `sending`
     by a dead worker. Returns counts."""
     now = now or timezone.now()
+    # Set-based: only rows still sending move, and sending -> failed must be in the map.
+    check_transition(
+        Message.TRANSITIONS,
+        S.SENDING,
+        S.FAILED,
+        what="A sending message",
+        choices=S,
+        error=IllegalMessageTransition,
+    )
     stuck = Message.objects.filter(status=S.SENDING, claimed_at__lt=now - STALE_SENDING).update(
         status=S.FAILED,
         status_changed_at=now,
@@ -513,7 +536,7 @@ def sms_status_record(*, params: dict, message_hint: str | None = None) -> Webho
     if message.status == to:
         Message.objects.filter(pk=message.pk).update(**fields)
         event.outcome = f"Already {S(to).label.lower()}."
-    elif to in Message.ALLOWED_TRANSITIONS[S(message.status)]:
+    elif to in Message.TRANSITIONS[S(message.status)]:
         if message.status == S.SENDING:
             fields.setdefault("sent_at", now)
         _move(message, to, now=now, **fields)
