@@ -3,8 +3,9 @@
 Every movement of money is a `Transaction` whose `Leg`s sum to zero across `LedgerAccount`s. A leg's
 amount is debit-positive: +10.00 debits an account, -10.00 credits it. Posted legs are never
 changed or deleted; a mistake is corrected by a reversing transaction that points at the original.
-On PostgreSQL the database enforces both rules with triggers (see migration 0002_ledger_triggers);
-elsewhere `billing.ledger` is the only writer and checks them.
+On PostgreSQL the database enforces both rules with triggers (migrations 0002 and 0013; the money
+records are append-only too, 0013, 0015, 0016); elsewhere `billing.ledger` is the only writer and
+checks them.
 """
 
 from decimal import Decimal

@@ -221,19 +221,18 @@ def _enqueue_on_commit(ids: list[int]) -> None:
 # --- Sending ---------------------------------------------------------------------------------------
 
 
+def _check_move(current: str, to: str, *, what: str) -> None:
+    """Message.TRANSITIONS allows current -> to, or IllegalMessageTransition (the one check for
+    `_move` and the two set-based moves)."""
+    check_transition(Message.TRANSITIONS, current, to, what=what, choices=S, error=IllegalMessageTransition)
+
+
 def _move(message: Message, to: str, *, now, **fields) -> bool:
     """Move `message` from its current status to `to` if nobody moved it meanwhile (a conditional
     UPDATE); False when it had moved. Raises IllegalMessageTransition for a move the lifecycle
     does not allow (Message.TRANSITIONS), changing nothing. The one place a message's status
     changes, bar the two set-based updates below that check their one move."""
-    check_transition(
-        Message.TRANSITIONS,
-        message.status,
-        to,
-        what=f"Message #{message.pk}",
-        choices=S,
-        error=IllegalMessageTransition,
-    )
+    _check_move(message.status, to, what=f"Message #{message.pk}")
     moved = Message.objects.filter(pk=message.pk, status=message.status).update(
         status=to, status_changed_at=now, **fields
     )
@@ -245,14 +244,7 @@ def _move(message: Message, to: str, *, now, **fields) -> bool:
 def _claim(message_ids: list[int], now) -> list[Message]:
     token = uuid.uuid4().hex
     # Set-based for speed: only queued rows move, and queued -> sending must be in the map.
-    check_transition(
-        Message.TRANSITIONS,
-        S.QUEUED,
-        S.SENDING,
-        what="A queued message",
-        choices=S,
-        error=IllegalMessageTransition,
-    )
+    _check_move(S.QUEUED, S.SENDING, what="A queued message")
     Message.objects.filter(pk__in=message_ids, status=S.QUEUED).filter(
         Q(send_after__isnull=True) | Q(send_after__lte=now)
     ).update(status=S.SENDING, claim_token=token, claimed_at=now, status_changed_at=now)
@@ -395,14 +387,7 @@ def messages_retry_due(*, now: datetime.datetime | None = None) -> dict[str, int
     by a dead worker. Returns counts."""
     now = now or timezone.now()
     # Set-based: only rows still sending move, and sending -> failed must be in the map.
-    check_transition(
-        Message.TRANSITIONS,
-        S.SENDING,
-        S.FAILED,
-        what="A sending message",
-        choices=S,
-        error=IllegalMessageTransition,
-    )
+    _check_move(S.SENDING, S.FAILED, what="A sending message")
     stuck = Message.objects.filter(status=S.SENDING, claimed_at__lt=now - STALE_SENDING).update(
         status=S.FAILED,
         status_changed_at=now,
