@@ -26,6 +26,21 @@ OP = Policy.OnlinePaymentPosting
 PS = Policy.PrepaidStatement
 
 
+# CHOSEN (no seed names payment limits): a prepaid program's payments are a member's top-ups, so a
+# cash payment above $2,000 (about a year of a household's energy) or any other above $5,000 is
+# more likely a typing error than a purchase; the clerk confirms it. A postpaid bill of a farm or
+# small business may be a few thousand dollars: a cash payment above $5,000 or any other above
+# $10,000 is confirmed. The largest amount (amount_maximum) keeps the model's default in both.
+PREPAID_PAYMENT_LIMITS = {
+    "payment_confirm_above_cash": Decimal("2000.00"),
+    "payment_confirm_above": Decimal("5000.00"),
+}
+POSTPAID_PAYMENT_LIMITS = {
+    "payment_confirm_above_cash": Decimal("5000.00"),
+    "payment_confirm_above": Decimal("10000.00"),
+}
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -72,12 +87,7 @@ A = Preset(
         # "... disconnected until the account has at least a $50 credit"
         "restore_level": Decimal("50.00"),
         "restore_adds_accrued_debt": False,
-        # CHOSEN (the seed names no payment limits): a prepaid program's payments are a member's
-        # top-ups, so a cash payment above $2,000 (about a year of a household's energy) or any
-        # other above $5,000 is more likely a typing error than a purchase; the clerk confirms it.
-        # The largest amount (amount_maximum) keeps the model's default.
-        "payment_confirm_above_cash": Decimal("2000.00"),
-        "payment_confirm_above": Decimal("5000.00"),
+        **PREPAID_PAYMENT_LIMITS,
     },
 )
 
@@ -138,12 +148,7 @@ B = Preset(
         # "Debt recovery does not apply to the initial $50.00 minimum prepaid balance"
         "debt_plan_share_percent": Decimal("35.00"),
         "debt_plan_exempts_initial_minimum": True,
-        # CHOSEN (the seed names no payment limits): a prepaid program's payments are a member's
-        # top-ups, so a cash payment above $2,000 (about a year of a household's energy) or any
-        # other above $5,000 is more likely a typing error than a purchase; the clerk confirms it.
-        # The largest amount (amount_maximum) keeps the model's default.
-        "payment_confirm_above_cash": Decimal("2000.00"),
-        "payment_confirm_above": Decimal("5000.00"),
+        **PREPAID_PAYMENT_LIMITS,
     },
 )
 
@@ -188,12 +193,7 @@ E = Preset(
         # exemption for a first minimum balance.
         "debt_plan_share_percent": Decimal("20.00"),
         "debt_plan_exempts_initial_minimum": False,
-        # CHOSEN (the seed names no payment limits): a prepaid program's payments are a member's
-        # top-ups, so a cash payment above $2,000 (about a year of a household's energy) or any
-        # other above $5,000 is more likely a typing error than a purchase; the clerk confirms it.
-        # The largest amount (amount_maximum) keeps the model's default.
-        "payment_confirm_above_cash": Decimal("2000.00"),
-        "payment_confirm_above": Decimal("5000.00"),
+        **PREPAID_PAYMENT_LIMITS,
     },
 )
 
@@ -247,11 +247,7 @@ C = Preset(
         # "the payment will be posted to your cooperative account no later than the first business
         # day following the payment"
         "online_payment_posting": OP.NEXT_BUSINESS_DAY,
-        # CHOSEN (the seed names no payment limits): a postpaid bill of a farm or small business
-        # may be a few thousand dollars; a cash payment above $5,000 or any other above $10,000 is
-        # confirmed by the clerk. The largest amount (amount_maximum) keeps the model's default.
-        "payment_confirm_above_cash": Decimal("5000.00"),
-        "payment_confirm_above": Decimal("10000.00"),
+        **POSTPAID_PAYMENT_LIMITS,
     },
     cycles=(
         # "Bills are due on the 1st of each month." The seed gives no billing date. CHOSEN: the
@@ -320,11 +316,7 @@ D = Preset(
         "arrangement_window_months": 12,
         # "Payments made online are credited immediately."
         "online_payment_posting": OP.IMMEDIATE,
-        # CHOSEN (the seed names no payment limits): a postpaid bill of a farm or small business
-        # may be a few thousand dollars; a cash payment above $5,000 or any other above $10,000 is
-        # confirmed by the clerk. The largest amount (amount_maximum) keeps the model's default.
-        "payment_confirm_above_cash": Decimal("5000.00"),
-        "payment_confirm_above": Decimal("10000.00"),
+        **POSTPAID_PAYMENT_LIMITS,
     },
     cycles=(
         # The "Due Dates" table: Billing Date / Due Date for each cycle.
