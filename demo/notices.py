@@ -133,8 +133,8 @@ def _email_outcome(rng: random.Random) -> _Outcome:
 
 
 class _History:
-    def __init__(self, rng: random.Random, today: datetime.date):
-        self.rng = rng
+    def __init__(self, seed: str, today: datetime.date):
+        self.seed = seed
         self.today = today
         self.templates = TemplateSet()
         self.common = common_context()
@@ -157,8 +157,11 @@ class _History:
             rendered = self.templates.render(notice, channel, ctx)
             sms = channel == Channel.SMS
             done = final or not sms  # only texts are held for quiet hours
-            outcome = (_sms_outcome if sms else _email_outcome)(self.rng) if done else _Outcome(S.QUEUED)
-            if sms and done and self.rng.random() < 0.01:
+            # Drawn from the message's own key: a second seeding draws the same outcome for the
+            # same message, whatever changed meanwhile (a flagged phone means fewer texts).
+            rng = random.Random(f"{self.seed}:{key}:{channel}")
+            outcome = (_sms_outcome if sms else _email_outcome)(rng) if done else _Outcome(S.QUEUED)
+            if sms and done and rng.random() < 0.01:
                 outcome = _Outcome(S.FAILED, "21211", "Invalid phone number (Twilio 21211)")
                 self.flag[member.pk] = (phone, "Invalid phone number (Twilio 21211)")
             message = Message(
@@ -195,13 +198,16 @@ class _History:
             self.rows.append(message)
 
 
-def _seed_history(rng: random.Random, today: datetime.date, history_accounts: int, result, say) -> None:
+def _seed_history(seed: str, today: datetime.date, history_accounts: int, result, say) -> None:
+    """Each account's history is drawn from its own generator (seed and account), so seeding
+    again draws the same days and keys however the members' preferences changed meanwhile, and
+    inserts nothing new."""
     accounts = list(
         Account.objects.in_service()
         .select_related("member__notification_preference")
         .order_by("pk")[:history_accounts]
     )
-    history = _History(rng, today)
+    history = _History(seed, today)
     payments = {}
     for payment in Payment.objects.filter(account__in=accounts).order_by("pk"):
         payments.setdefault(payment.account_id, []).append(payment)
@@ -212,6 +218,7 @@ def _seed_history(rng: random.Random, today: datetime.date, history_accounts: in
             prefs = Prefs()
         balance = account_balances(account).prepaid_credit
         prepaid = account.billing_mode == Account.BillingMode.PREPAID
+        rng = random.Random(f"{seed}:{account.pk}")
         for payment in payments.get(account.pk, []):
             day = payment.received_at.astimezone(coop_zone()).date()
             if day < today - datetime.timedelta(days=HISTORY_DAYS):
@@ -355,6 +362,6 @@ def seed_notifications_demo(
     with transaction.atomic():
         _seed_preferences(rng, result, say)
         if history_accounts > 0:
-            _seed_history(rng, today, history_accounts, result, say)
+            _seed_history(f"{seed}-notifications", today, history_accounts, result, say)
         _seed_stop_texts(rng)
     return result
