@@ -28,7 +28,7 @@ class Other(events.Event):
 pytestmark = pytest.mark.parametrize(
     "committed_by",
     [
-        pytest.param("django", marks=pytest.mark.django_db(transaction=True)),
+        pytest.param("django", marks=pytest.mark.django_db(transaction=True, serialized_rollback=True)),
         pytest.param("conftest", marks=pytest.mark.django_db),
     ],
 )
