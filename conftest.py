@@ -81,7 +81,10 @@ def events_after_commit(monkeypatch):
       inside an inner block that rolled back).
 
     Other on_commit callbacks (the send tasks notifications enqueues) are left as Django leaves
-    them. Transactional tests (`transaction=True`: no test-case blocks) get the real on_commit."""
+    them. Transactional tests (`transaction=True`: no test-case blocks) get the real on_commit.
+    A test that opens `transaction.atomic()` itself is the code under test there: its events are
+    delivered when its block ends. The test case's blocks are told apart by Django's
+    `Atomic._from_testcase` (set by TestCase on the blocks it opens; Django 5.2)."""
     from django.db import transaction
     from django.db.transaction import Atomic
 

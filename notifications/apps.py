@@ -8,4 +8,4 @@ class NotificationsConfig(AppConfig):
         from notifications import events
 
         # The member's notices for what billing and meters announce (coop/events.py).
-        events.subscribe()
+        events.subscribe_handlers()

@@ -452,6 +452,6 @@ HANDLERS = {
 }
 
 
-def subscribe() -> None:
+def subscribe_handlers() -> None:
     for event_type, handler in HANDLERS.items():
         events.subscribe(event_type, handler)
