@@ -61,3 +61,74 @@ def _flush_as_superuser_with_triggers_off():
 
 
 _flush_as_superuser_with_triggers_off()
+
+
+class _Delivery:
+    """A coop.events delivery waiting for the emulated commit (see events_after_commit)."""
+
+    def __init__(self, deliver):
+        self.deliver = deliver
+
+    def __call__(self):
+        self.deliver()
+
+
+@pytest.fixture(autouse=True)
+def events_after_commit(monkeypatch):
+    """coop.events delivers after the transaction that published commits. A `django_db` test runs
+    inside the test case's own atomic blocks, which are rolled back and never commit, so without
+    this no event would be delivered and no payment would queue its receipt. Here, for coop.events
+    deliveries only, a commit is emulated where production would have one:
+
+    - published while only the test case's blocks are open (a service called from the test with no
+      transaction of its own): delivered at once, as in production outside any transaction;
+    - published inside the code under test's own atomic block: delivered when the outermost such
+      block ends without an error and without being marked for rollback (its "commit"), dropped
+      when it rolls back (Django's savepoint rollback already discards the callbacks registered
+      inside an inner block that rolled back).
+
+    Other on_commit callbacks (the send tasks notifications enqueues) are left as Django leaves
+    them. Transactional tests (`transaction=True`: no test-case blocks) get the real on_commit.
+    A test that opens `transaction.atomic()` itself is the code under test there: its events are
+    delivered when its block ends. The test case's blocks are told apart by Django's
+    `Atomic._from_testcase` (set by TestCase on the blocks it opens; Django 5.2)."""
+    from django.db import transaction
+    from django.db.transaction import Atomic
+
+    from coop import events
+
+    real_after_commit, real_exit = events._after_commit, Atomic.__exit__
+
+    def test_case_blocks_only(connection) -> bool:
+        return all(block._from_testcase for block in connection.atomic_blocks)
+
+    def after_commit(delivery):
+        connection = transaction.get_connection()
+        if not any(block._from_testcase for block in connection.atomic_blocks):
+            real_after_commit(delivery)  # a transactional test: Django commits for real
+        elif test_case_blocks_only(connection):
+            delivery()
+        else:
+            transaction.on_commit(_Delivery(delivery))
+
+    def exit_and_deliver(self, exc_type, exc_value, traceback):
+        connection = transaction.get_connection(self.using)
+        committing = exc_type is None and not connection.needs_rollback
+        try:
+            result = real_exit(self, exc_type, exc_value, traceback)
+        except BaseException:
+            committing = False
+            raise
+        finally:
+            if not self._from_testcase and connection.atomic_blocks and test_case_blocks_only(connection):
+                ours = [entry for entry in connection.run_on_commit if isinstance(entry[1], _Delivery)]
+                connection.run_on_commit = [
+                    entry for entry in connection.run_on_commit if not isinstance(entry[1], _Delivery)
+                ]
+                if committing:
+                    for _sids, delivery, _robust in ours:
+                        delivery()
+        return result
+
+    monkeypatch.setattr(events, "_after_commit", after_commit)
+    monkeypatch.setattr(Atomic, "__exit__", exit_and_deliver)

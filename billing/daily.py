@@ -33,16 +33,17 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Account
+from billing.events import DailyRunFinished, DisconnectsPending
 from billing.exceptions import BillingError, DailyRunError, LedgerError
 from billing.ledger import coop_ledger_account, ledger_apply_legs, sql_cents, sql_decimal, sql_round_int
 from billing.models import DailyRun, Deduction, LedgerAccount, Leg, Transaction
 from billing.prepaid import funded_disconnects_cancel, next_disconnect_window
 from billing.rates import MonthPrices, month_prices, month_to_date_sql, round_div_sql, tax_sql
 from billing.selectors import disconnect_candidates
+from coop import events
 from coop.calendar import local_midnight, local_today
 from coop.models import Policy
 from meters.reads import reads_estimate_missing
-from notifications.events import notices_after_daily_run, notify_pending_disconnects
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def daily_run(
 
     Afterwards (unless `notify` is off, as when the demo builds past days) the members who crossed
     their low-balance level are warned, and the accounts at the disconnect level are told when
-    service will be cut (notifications.events; each notice is queued once per account and day).
+    service will be cut (daily_notices; each notice is queued once per account and day).
 
     `workers` (default settings.COOP_DAILY_RUN_WORKERS) chunks run at a time on PostgreSQL, each
     on its own database connection; their accounts never overlap. SQLite runs one at a time."""
@@ -218,14 +219,15 @@ def _chunks_in_parallel(ctx: _Context, chunks, workers: int, failures: list[str]
 
 
 def daily_notices(day: datetime.date) -> None:
-    """The notification step after the run for `day`: low-balance crossings and reminders, and
-    the pending-disconnect notice (with the next window service can be cut in) for the accounts
-    at the disconnect level today."""
-    notices_after_daily_run(service_day=day)
-    candidates = list(disconnect_candidates(on=local_today()).values_list("pk", flat=True))
+    """The notification step after the run for `day`: announces that the run finished (for the
+    low-balance crossings and reminders) and which accounts are at the disconnect level today,
+    with the next window service can be cut in (for the pending-disconnect notice). A subscriber
+    that fails is logged by coop.events and does not fail the run."""
+    events.publish(DailyRunFinished(service_day=day))
+    candidates = tuple(disconnect_candidates(on=local_today()).values_list("pk", flat=True))
     if candidates:
         start, end = next_disconnect_window(after=timezone.now())
-        notify_pending_disconnects(account_ids=candidates, window_start=start, window_end=end)
+        events.publish(DisconnectsPending(account_ids=candidates, window_start=start, window_end=end))
 
 
 def _finish(run: DailyRun, failures: list[str]) -> None:

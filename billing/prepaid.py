@@ -27,7 +27,7 @@ Restore (`restore_amount_needed`, `reconnect_if_restored`)
     billing.services.payment_post enqueues `reconnect_if_restored` after the payment commits; the
     cluster runs it at once, and the reconnect order it requests is sent by another task at once,
     so the head-end has it within seconds (the policy's restore_within_minutes is its due_by).
-    billing.tasks.orders_retry_task (every minute) sends any order whose send task was lost.
+    meters.tasks.orders_retry_task (every minute) sends any order whose send task was lost.
 """
 
 import datetime

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from billing import prepaid
+from billing.events import DebtPlanChanged, DepositChanged, PaymentPosted, PaymentReturned
 from billing.exceptions import BillingError, DuplicateReference, IllegalPlanTransition, PaymentRefused
 from billing.ledger import (
     coop_ledger_account,
@@ -30,11 +31,11 @@ from billing.models import (
     Transaction,
 )
 from billing.selectors import account_balances, active_plan, check_restricted_until
+from coop import events
 from coop.lifecycle import check_transition
 from coop.models import FeeScheduleEntry, Policy
 from coop.money import split, to_cents
 from coop.validators import check_texts, refuse_bad_text
-from notifications import events as notices
 
 P = LedgerAccount.Purpose
 ZERO = Decimal("0.00")
@@ -306,8 +307,8 @@ def payment_post(
         _add_credit(account, kind=Credit.Kind.PAYMENT, txn=txn, amount=to_due, payment=payment)
     if plan is not None and to_arrears and account_balances(account).arrears <= 0:
         plan_move(plan, DebtPlan.Status.COMPLETED, ended_on=day)
-        notices.notify_plan_change(plan_id=plan.pk)
-    notices.notify_payment_receipt(payment_id=payment.pk)
+        events.publish(DebtPlanChanged(plan_id=plan.pk))
+    events.publish(PaymentPosted(payment_id=payment.pk))
     # A disconnected prepaid member may now be restored: checked by a task after commit, never if
     # this payment rolls back (billing/prepaid.py).
     from billing.prepaid import reconnect_check_after_commit
@@ -467,7 +468,7 @@ def payment_return(
         )
         if plan is not None and active_plan(account) is None and account_balances(account).arrears > 0:
             plan_move(plan, DebtPlan.Status.ACTIVE, ended_on=None)
-    notices.notify_returned_payment(payment_id=payment.pk, fee=fees or None)
+    events.publish(PaymentReturned(payment_id=payment.pk, fee=fees or None))
     return record
 
 
@@ -520,7 +521,7 @@ def plan_enroll(*, account, actor, share_percent=None, override_reason: str = ""
         enrolled_on=on,
         enrolled_by=actor,
     )
-    notices.notify_plan_change(plan_id=plan.pk)
+    events.publish(DebtPlanChanged(plan_id=plan.pk))
     return plan
 
 
@@ -537,7 +538,7 @@ def plan_cancel(*, plan: DebtPlan, actor, reason: str) -> DebtPlan:
         cancel_reason=reason.strip(),
         cancelled_by=actor,
     )
-    notices.notify_plan_change(plan_id=plan.pk)
+    events.publish(DebtPlanChanged(plan_id=plan.pk))
     return plan
 
 
@@ -649,7 +650,7 @@ def deposit_collect(*, account, amount, tender: str, reference: str, actor=None,
         memo=f"Deposit, {tender.label} {reference.strip()}",
         account=account,
     )
-    notices.notify_deposit_change(transaction_id=txn.pk)
+    events.publish(DepositChanged(transaction_id=txn.pk))
     return txn
 
 
@@ -692,7 +693,7 @@ def deposit_apply(*, account, actor, reason: str, amount=None, on=None) -> Trans
     )
     if _is_postpaid(account):
         _add_credit(account, kind=Credit.Kind.DEPOSIT, txn=txn, amount=to_due)
-    notices.notify_deposit_change(transaction_id=txn.pk)
+    events.publish(DepositChanged(transaction_id=txn.pk))
     prepaid.credit_posted(account)  # a funded account is never cut (billing/prepaid.py)
     return txn
 
@@ -716,7 +717,7 @@ def deposit_refund(*, account, actor, reason: str, amount=None, on=None) -> Tran
         memo=f"Deposit refunded: {reason.strip()}",
         account=account,
     )
-    notices.notify_deposit_change(transaction_id=txn.pk)
+    events.publish(DepositChanged(transaction_id=txn.pk))
     return txn
 
 

@@ -1,4 +1,5 @@
-"""Background tasks (django-q2) behind the schedules in coop/schedules.py.
+"""Billing's background tasks (django-q2) behind the schedules in coop/schedules.py (the
+retries of service orders and of messages are meters' and notifications' own tasks).
 
 Each is a thin wrapper around one service. Arguments are plain values (dates as ISO strings,
 never model instances), because django-q2 pickles them into the queue and may run the task much
@@ -41,17 +42,3 @@ def inactive_sweep_task(today: str | None = None) -> int:
     from billing.inactive import inactive_sweep
 
     return inactive_sweep(today=_date(today))
-
-
-def orders_retry_task():
-    """Connect/disconnect orders whose retry time has come are sent to the head-end again."""
-    from meters.services import orders_retry_due
-
-    return orders_retry_due(now=timezone.now())
-
-
-def messages_retry_task():
-    """SMS and email messages whose retry time has come are sent again."""
-    from notifications.services import messages_retry_due
-
-    return messages_retry_due()

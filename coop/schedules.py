@@ -65,9 +65,9 @@ def jobs() -> list[Job]:
             Schedule.DAILY,
             at=settings.COOP_INACTIVE_SWEEP_AT,
         ),
-        Job(ORDERS_RETRY, "billing.tasks.orders_retry_task", Schedule.MINUTES, minutes=1),
+        Job(ORDERS_RETRY, "meters.tasks.orders_retry_task", Schedule.MINUTES, minutes=1),
         # Every minute: it also sends the texts held for quiet hours, so they go out at 08:00.
-        Job(MESSAGES_RETRY, "billing.tasks.messages_retry_task", Schedule.MINUTES, minutes=1),
+        Job(MESSAGES_RETRY, "notifications.tasks.messages_retry_due_task", Schedule.MINUTES, minutes=1),
     ]
 
 

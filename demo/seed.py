@@ -51,6 +51,7 @@ from faker import Faker
 from accounts.models import Account, AccountStatusChange, Member, ServiceLocation
 from coop import presets, roles
 from coop.calendar import coop_zone, local_today, us_holidays
+from coop.events import muted
 from coop.exceptions import CoopError
 from coop.models import BillingCycle, OfficeClosure, Policy, WeatherHold
 from coop.services import (
@@ -62,7 +63,6 @@ from coop.services import (
 from demo.money import DEFAULT_HISTORY_ACCOUNTS, MoneySummary, build_history
 from demo.notices import seed_notifications_demo
 from meters.models import Meter, MeterInstallation
-from notifications.events import muted as notices_muted
 
 ONE_DAY = datetime.timedelta(days=1)
 
@@ -397,7 +397,7 @@ def seed_demo(
         result.logins.append(member_login)
         if history_accounts > 0:
             # The history is the past: its payments, returns and plans notify nobody today.
-            with notices_muted():
+            with muted():
                 result.money = build_history(
                     seed=seed,
                     today=today,

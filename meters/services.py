@@ -13,9 +13,11 @@ from django_q import tasks as q
 
 from accounts.models import Account, ServiceHold
 from accounts.services import account_change_status
+from coop import events
 from coop.calendar import local_today
 from coop.lifecycle import check_transition
 from coop.validators import check_texts
+from meters.events import AccountDisconnected, AccountRestored
 from meters.exceptions import HeadEndPermanentError, HeadEndTransientError, IllegalOrderTransition
 from meters.headend import adapter_for, adapter_for_meter
 from meters.models import Meter, MeterInstallation, ServiceOrder
@@ -458,8 +460,6 @@ def order_confirm(*, order_id, actor=None) -> ServiceOrder:
     A field order still queued (its send task has not run) is put on the list and confirmed at
     once: the crew's report is what matters.
     """
-    from notifications.events import notify_disconnected, notify_restored
-
     order = _lock_account_then_order(order_id)
     if order.status == S.CONFIRMED:
         return order
@@ -492,7 +492,7 @@ def order_confirm(*, order_id, actor=None) -> ServiceOrder:
             reason=f"Service order #{order.pk}: disconnect confirmed {how}",
         )
         # The member hears of it once the cut is confirmed, with what it takes to restore.
-        notify_disconnected(account_id=account.pk)
+        events.publish(AccountDisconnected(account_id=account.pk))
     elif order.kind == K.RECONNECT and account.status in (
         Account.Status.DISCONNECTED,
         Account.Status.PENDING,
@@ -505,7 +505,7 @@ def order_confirm(*, order_id, actor=None) -> ServiceOrder:
             reason=f"Service order #{order.pk}: reconnect confirmed {how}",
         )
         if restored:  # a new account's first connection is not a restoration
-            notify_restored(account_id=account.pk)
+            events.publish(AccountRestored(account_id=account.pk))
     return order
 
 
@@ -581,7 +581,7 @@ def order_move_to_field(*, order_id, actor=None) -> ServiceOrder:
 def orders_retry_due(*, now=None, limit: int = 500) -> int:
     """Send every queued or failed order whose next attempt time has come (oldest first, at most
     `limit` per run); returns how many were attempted. Run every minute by the schedule
-    (billing.tasks.orders_retry_task). Orders out of attempts have no next attempt time and stay
+    (meters.tasks.orders_retry_task). Orders out of attempts have no next attempt time and stay
     FAILED for staff (admin → Service orders → Needs attention)."""
     now = now or timezone.now()
     ids = list(

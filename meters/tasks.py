@@ -4,12 +4,12 @@ safe to run twice (sending a sent order, or confirming a confirmed one, does not
     meters.tasks.order_send_task(order_id)      enqueued after commit by order_request
     meters.tasks.order_confirm_task(order_id)   the simulated head-end's confirmation (after
                                                 HEADEND_SIMULATOR_CONFIRM_DELAY_SECONDS)
-
-The every-minute retry sweep (meters.services.orders_retry_due) is scheduled as
-billing.tasks.orders_retry_task (coop/schedules.py).
+    meters.tasks.orders_retry_task()            the every-minute retry sweep (coop/schedules.py)
 """
 
 import time
+
+from django.utils import timezone
 
 from meters import headend, services
 from meters.models import ServiceOrder
@@ -17,6 +17,11 @@ from meters.models import ServiceOrder
 
 def order_send_task(order_id: int) -> str:
     return services.order_send(order_id=order_id).status
+
+
+def orders_retry_task() -> int:
+    """Orders whose retry time has come are sent to the head-end again."""
+    return services.orders_retry_due(now=timezone.now())
 
 
 def order_confirm_task(order_id: int) -> str | None:

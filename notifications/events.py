@@ -1,14 +1,14 @@
-"""What billing and meters call when something happened that a member must hear about.
+"""The notices a member must hear of when something happened in billing or meters.
 
-Call these inside the transaction that made the change: the messages are rows in that
-transaction (gone if it rolls back) and are handed to the send tasks only after it commits. Each
-is safe to call again for the same event: the message's dedupe key (the payment, the status
-change, the account and day) makes a second call insert nothing. Each returns the ids of the
-messages it queued (empty when the member turned the notice off or cannot be reached).
+Billing and meters announce what happened through coop.events (billing/events.py,
+meters/events.py); notifications/apps.py subscribes the handlers at the end of this module, which
+coop.events calls after the announcing transaction committed, each in its own transaction. Each
+notify_* is safe to call again for the same event: the message's dedupe key (the payment, the
+status change, the account and day) makes a second call insert nothing. Each returns the ids of
+the messages it queued (empty when the member turned the notice off or cannot be reached); the
+messages are handed to the send tasks after its transaction commits.
 """
 
-import contextlib
-import contextvars
 import datetime
 import functools
 import logging
@@ -20,10 +20,20 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from accounts.models import Account, AccountStatusChange
+from billing.events import (
+    DailyRunFinished,
+    DebtPlanChanged,
+    DepositChanged,
+    DisconnectsPending,
+    PaymentPosted,
+    PaymentReturned,
+)
 from billing.models import DebtPlan, Deduction, LedgerAccount, Payment, ReturnedPayment, Transaction
 from billing.selectors import account_balances
+from coop import events
 from coop.calendar import local_date, local_today, to_local
 from coop.models import Policy
+from meters.events import AccountDisconnected, AccountRestored
 from notifications.models import NotificationPreference
 from notifications.notices import Notice
 from notifications.rendering import TemplateSet, common_context, short_date, short_time, usd
@@ -39,7 +49,6 @@ from notifications.selectors import (
 from notifications.services import message_plan, messages_queue
 
 ZERO = Decimal("0.00")
-_MUTED = contextvars.ContextVar("notifications_muted", default=False)
 logger = logging.getLogger(__name__)
 
 
@@ -61,24 +70,11 @@ def _never_undoes_the_change(notify):
     return wrapper
 
 
-@contextlib.contextmanager
-def muted():
-    """Queue no notices inside this block: for building history (the demo's past payments and
-    days must not text anyone today)."""
-    token = _MUTED.set(True)
-    try:
-        yield
-    finally:
-        _MUTED.reset(token)
-
-
 def _account(account_id: int) -> Account:
     return Account.objects.select_related("member__notification_preference").get(pk=account_id)
 
 
 def _queue(*, account: Account, notice: str, key: str, context: dict, notice_day=None) -> list[int]:
-    if _MUTED.get():
-        return []
     member = account.member
     try:
         pref = member.notification_preference
@@ -286,8 +282,6 @@ def notify_pending_disconnects(
     """notify_pending_disconnect for many accounts with the same window (the day's disconnect
     candidates): one query per 5,000 accounts reads members, preferences, balances and days
     remaining; their messages are inserted in one statement."""
-    if _MUTED.get():
-        return []
     day = to_local(window_start).date()
     window = _window_context(window_start, window_end)
     common, templates, now = common_context(), TemplateSet(), timezone.now()
@@ -373,8 +367,6 @@ def notices_after_daily_run(*, service_day: datetime.date) -> DailyNotices:
     took below its member's level: one query finds them all, one statement inserts their
     messages (per 20,000), and sending is enqueued in batches after commit. Safe to run again
     for the same day: nothing new is queued. Call it when the run for the day has finished."""
-    if _MUTED.get():
-        return DailyNotices(crossings=0, reminders=0, queued=0)
     policy = Policy.objects.in_force(service_day)
     default = policy.low_balance_threshold_default
     templates = TemplateSet()
@@ -409,3 +401,57 @@ def notices_after_daily_run(*, service_day: datetime.date) -> DailyNotices:
             )
     ids = messages_queue(planned)
     return DailyNotices(crossings=len(crossings), reminders=len(reminders), queued=len(ids))
+
+
+# --- What notifications hears (subscribed in notifications/apps.py) ----------------------------------
+
+
+def on_payment_posted(event: PaymentPosted) -> None:
+    notify_payment_receipt(payment_id=event.payment_id)
+
+
+def on_payment_returned(event: PaymentReturned) -> None:
+    notify_returned_payment(payment_id=event.payment_id, fee=event.fee)
+
+
+def on_deposit_changed(event: DepositChanged) -> None:
+    notify_deposit_change(transaction_id=event.transaction_id)
+
+
+def on_debt_plan_changed(event: DebtPlanChanged) -> None:
+    notify_plan_change(plan_id=event.plan_id)
+
+
+def on_daily_run_finished(event: DailyRunFinished) -> None:
+    notices_after_daily_run(service_day=event.service_day)
+
+
+def on_disconnects_pending(event: DisconnectsPending) -> None:
+    notify_pending_disconnects(
+        account_ids=list(event.account_ids), window_start=event.window_start, window_end=event.window_end
+    )
+
+
+def on_account_disconnected(event: AccountDisconnected) -> None:
+    notify_disconnected(account_id=event.account_id)
+
+
+def on_account_restored(event: AccountRestored) -> None:
+    notify_restored(account_id=event.account_id)
+
+
+HANDLERS = {
+    PaymentPosted: on_payment_posted,
+    PaymentReturned: on_payment_returned,
+    DepositChanged: on_deposit_changed,
+    DebtPlanChanged: on_debt_plan_changed,
+    DailyRunFinished: on_daily_run_finished,
+    DisconnectsPending: on_disconnects_pending,
+    AccountDisconnected: on_account_disconnected,
+    AccountRestored: on_account_restored,
+}
+
+
+def subscribe_handlers() -> None:
+    for event_type, handler in HANDLERS.items():
+        events.subscribe(event_type, handler)

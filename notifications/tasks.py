@@ -2,8 +2,8 @@
 
 `messages_send_task` is enqueued (one per batch of COOP_NOTIFY_BATCH_SIZE message ids) by
 services.messages_queue after the transaction that wrote the messages commits.
-`messages_retry_due_task` is the periodic sweep: schedule it every minute (quiet-hour texts and
-retries go out when it runs; billing.tasks.messages_retry_task calls the same service).
+`messages_retry_due_task` is the periodic sweep, scheduled every minute (coop/schedules.py):
+quiet-hour texts and retries go out when it runs.
 """
 
 import logging

@@ -378,25 +378,30 @@ def test_two_clerks_racing_one_reference_onto_two_accounts_post_one_deposit_and_
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_check_posted_as_a_payment_and_a_deposit_at_the_same_moment_posts_once(monkeypatch):
     """The payment's and the deposit's keys differ, so the unique key cannot stop the second: the
-    clerk posting the payment is still inside its database transaction (its receipt being queued)
-    when the other clerk's deposit checks the reference."""
+    clerk posting the payment is still inside its database transaction (its receipt being
+    announced) when the other clerk's deposit checks the reference."""
     import threading
     import time
 
     from django.db import connection
 
-    from notifications import events
+    from billing.events import PaymentPosted
+    from coop import events
 
     payer_account, depositor_account = factories.account(), factories.account()
     paid, outcomes = threading.Event(), []
-    receipt = events.notify_payment_receipt
+    publish = events.publish
 
-    def slow_receipt(**kwargs):
-        receipt(**kwargs)
-        paid.set()
-        time.sleep(1.0)  # the payment is posted, not yet committed
+    def slow_publish(event):
+        publish(event)
+        if isinstance(event, PaymentPosted):
+            paid.set()
+            time.sleep(1.0)  # the payment is posted, not yet committed
 
-    monkeypatch.setattr(events, "notify_payment_receipt", slow_receipt)
+    monkeypatch.setattr(events, "publish", slow_publish)
+    # No one hears the payment: its receipt, queued after the commit, would hold the payment's
+    # clerk back from recording "posted" while the other clerk is already refused.
+    monkeypatch.setattr(events, "_subscribers", {})
 
     def run(post):
         try:

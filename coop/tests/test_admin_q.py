@@ -145,22 +145,20 @@ def test_a_superuser_may_schedule_a_registered_task_and_it_is_recorded(client, s
     assert page.status_code == 200
     choices = [value for value, _label in page.context["adminform"].form.fields["func"].choices]
     assert "billing.tasks.daily_run_task" in choices and SHELL not in choices
-    response = client.post(
-        reverse("admin:django_q_schedule_add"), add_form("billing.tasks.orders_retry_task")
-    )
+    response = client.post(reverse("admin:django_q_schedule_add"), add_form("meters.tasks.orders_retry_task"))
     assert response.status_code == 302, response.context["adminform"].form.errors
     schedule = Schedule.objects.get(name="mine")
-    assert schedule.func == "billing.tasks.orders_retry_task" and not schedule.hook
+    assert schedule.func == "meters.tasks.orders_retry_task" and not schedule.hook
     change = ScheduleChange.objects.get(schedule_id=schedule.pk)
     assert (change.action, change.actor, change.reason) == (ScheduleChange.Action.SAVED, superuser, "testing")
 
 
 def test_a_superuser_edit_drops_a_result_hook_left_on_a_row(client, superuser):
-    schedule = Schedule.objects.create(name="old", func="billing.tasks.orders_retry_task", hook="os.system")
+    schedule = Schedule.objects.create(name="old", func="meters.tasks.orders_retry_task", hook="os.system")
     client.force_login(superuser)
     response = client.post(
         reverse("admin:django_q_schedule_change", args=[schedule.pk]),
-        add_form("billing.tasks.orders_retry_task", name="old"),
+        add_form("meters.tasks.orders_retry_task", name="old"),
     )
     assert response.status_code == 302
     schedule.refresh_from_db()
@@ -253,21 +251,21 @@ def test_a_refused_schedule_does_not_stop_the_others(tmp_path):
     Schedule.objects.exclude(name__in=["bad", schedules.ORDERS_RETRY]).update(repeats=0)
     scheduler(broker=get_broker())
     assert run_queue_like_the_cluster() == 2
-    assert Success.objects.filter(func="billing.tasks.orders_retry_task").exists()
+    assert Success.objects.filter(func="meters.tasks.orders_retry_task").exists()
     assert Failure.objects.filter(group="bad", func=REFUSED_TASK).exists()
 
 
 def test_the_cluster_refuses_a_task_with_a_result_hook():
-    async_task("billing.tasks.orders_retry_task", hook="os.system", task_name="hooked")
+    async_task("meters.tasks.orders_retry_task", hook="os.system", task_name="hooked")
     run_queue_like_the_cluster()
     assert not Success.objects.filter(name="hooked").exists()
     assert "may not name a hook" in Failure.objects.get(name="hooked").result
 
 
 def test_the_cluster_still_runs_a_registered_task():
-    async_task("billing.tasks.orders_retry_task", task_name="fine")
+    async_task("meters.tasks.orders_retry_task", task_name="fine")
     run_queue_like_the_cluster()
-    assert Success.objects.filter(name="fine", func="billing.tasks.orders_retry_task").exists()
+    assert Success.objects.filter(name="fine", func="meters.tasks.orders_retry_task").exists()
 
 
 # --- Managers pause and resume the cooperative's own schedules ----------------------------------
@@ -319,7 +317,7 @@ def test_a_pause_whose_reason_holds_a_card_number_is_refused_and_changes_nothing
 
 
 def test_a_manager_cannot_pause_a_schedule_that_is_not_the_cooperatives(superuser):
-    other = Schedule.objects.create(name="mine", func="billing.tasks.orders_retry_task")
+    other = Schedule.objects.create(name="mine", func="meters.tasks.orders_retry_task")
     manager = user_in(roles.MANAGER)
     with pytest.raises(schedules.ScheduleChangeRefused, match="not one of the cooperative's own schedules"):
         schedules.schedule_pause(actor=manager, schedule_id=other.pk, reason="x")

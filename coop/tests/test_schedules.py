@@ -19,6 +19,8 @@ from billing import tasks
 from coop import schedules
 from coop.schedules import ensure_schedules
 from coop.tests.test_settings import SETUP, run_python
+from meters import tasks as meters_tasks
+from notifications import tasks as notifications_tasks
 
 pytestmark = pytest.mark.django_db
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
@@ -27,8 +29,8 @@ EXPECTED = {
     schedules.DAILY_RUN: ("billing.tasks.daily_run_task", Schedule.DAILY, None),
     schedules.DISCONNECTS: ("billing.tasks.disconnect_window_task", Schedule.MINUTES, 15),
     schedules.INACTIVE_SWEEP: ("billing.tasks.inactive_sweep_task", Schedule.DAILY, None),
-    schedules.ORDERS_RETRY: ("billing.tasks.orders_retry_task", Schedule.MINUTES, 1),
-    schedules.MESSAGES_RETRY: ("billing.tasks.messages_retry_task", Schedule.MINUTES, 1),
+    schedules.ORDERS_RETRY: ("meters.tasks.orders_retry_task", Schedule.MINUTES, 1),
+    schedules.MESSAGES_RETRY: ("notifications.tasks.messages_retry_due_task", Schedule.MINUTES, 1),
 }
 
 
@@ -74,7 +76,9 @@ def test_a_fresh_database_gets_the_next_local_run_time_and_migrate_recreates_mis
     assert found[schedules.INACTIVE_SWEEP].next_run == datetime.datetime(2026, 11, 21, 7, 0, tzinfo=CHICAGO)
 
     Schedule.objects.filter(name=schedules.ORDERS_RETRY).delete()
-    Schedule.objects.create(name=schedules.MESSAGES_RETRY, func="billing.tasks.messages_retry_task")  # a copy
+    Schedule.objects.create(
+        name=schedules.MESSAGES_RETRY, func="notifications.tasks.messages_retry_due_task"
+    )  # a copy
     out = io.StringIO()
     call_command("migrate", verbosity=1, stdout=out)
     assert sorted(rows()) == sorted(EXPECTED)
@@ -200,22 +204,46 @@ def test_the_daily_run_task_runs_yesterday_in_the_cooperatives_zone_or_the_day_g
     ]
 
 
-def test_the_other_tasks_call_their_services_with_the_time_now(fake_module):
+def test_the_other_tasks_call_their_services_with_the_time_now(fake_module, monkeypatch):
     now = datetime.datetime(2026, 3, 9, 10, 15, tzinfo=CHICAGO)
     fake_module("billing.prepaid", "disconnect_run", result=3)
-    fake_module("meters.services", "orders_retry_due", result=2)
-    fake_module("notifications.services", "messages_retry_due", result=1)
+
+    def recorded(name, result):
+        def service(**kwargs):
+            fake_module.calls.append((name, kwargs))
+            return result
+
+        return service
+
+    # The retries are meters' and notifications' own tasks, which import their services at the top.
+    monkeypatch.setattr("meters.services.orders_retry_due", recorded("orders_retry_due", 2))
+    monkeypatch.setattr("notifications.services.messages_retry_due", recorded("messages_retry_due", 1))
     with time_machine.travel(now, tick=False):
-        assert (tasks.disconnect_window_task(), tasks.orders_retry_task(), tasks.messages_retry_task()) == (
-            3,
-            2,
-            1,
-        )
+        assert (
+            tasks.disconnect_window_task(),
+            meters_tasks.orders_retry_task(),
+            notifications_tasks.messages_retry_due_task(),
+        ) == (3, 2, 1)
     assert fake_module.calls == [
         ("disconnect_run", {"now": now}),
         ("orders_retry_due", {"now": now}),
         ("messages_retry_due", {}),
     ]
+
+
+def test_a_database_from_before_the_retries_moved_is_pointed_at_their_new_tasks_and_stays_paused():
+    """The retries were billing.tasks.orders_retry_task and billing.tasks.messages_retry_task; a
+    database migrated then keeps its rows (found by name), and the next migrate repoints them."""
+    ensure_schedules()
+    Schedule.objects.filter(name=schedules.ORDERS_RETRY).update(
+        func="billing.tasks.orders_retry_task", repeats=0
+    )
+    Schedule.objects.filter(name=schedules.MESSAGES_RETRY).update(func="billing.tasks.messages_retry_task")
+    call_command("migrate", verbosity=0)
+    found = rows()
+    assert found[schedules.ORDERS_RETRY].func == "meters.tasks.orders_retry_task"
+    assert found[schedules.ORDERS_RETRY].repeats == 0
+    assert found[schedules.MESSAGES_RETRY].func == "notifications.tasks.messages_retry_due_task"
 
 
 def test_the_inactive_sweep_task_takes_its_day_as_an_iso_string(monkeypatch):

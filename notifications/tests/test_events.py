@@ -191,3 +191,62 @@ def test_a_window_to_the_end_of_the_day_says_midnight(policy):
     end = datetime.datetime(2026, 3, 11, 5, 0, tzinfo=datetime.UTC)  # midnight CDT
     ids = events.notify_pending_disconnect(account_id=account.pk, window_start=start, window_end=end)
     assert "shut off Tue Mar 10 3:15pm-midnight unless paid" in sms_of(ids).body
+
+
+def test_notifications_hears_every_event_billing_and_meters_announce():
+    from billing import events as billing_events
+    from coop import events as registry
+    from meters import events as meters_events
+
+    announced = {
+        value
+        for module in (billing_events, meters_events)
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, registry.Event) and value is not registry.Event
+    }
+    assert announced == set(events.HANDLERS)
+    for event_type, handler in events.HANDLERS.items():
+        assert registry.subscribers(event_type) == [handler]  # subscribed once, in apps.py
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_payment_receipt_is_queued_only_after_the_payment_has_committed(policy, monkeypatch):
+    """payment_post announces PaymentPosted; coop.events delivers it after the commit: when the
+    receipt is queued another connection already sees the payment, and a payment that rolls back
+    queues none."""
+    import threading
+
+    from django.db import transaction
+
+    from billing.models import Payment
+
+    account = prepaid_account()
+    seen_by_another_connection = []
+    queue_receipt = events.notify_payment_receipt
+
+    def receipt(**kwargs):
+        def look():
+            try:
+                seen_by_another_connection.append(Payment.objects.filter(pk=kwargs["payment_id"]).exists())
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=look)
+        thread.start()
+        thread.join(timeout=20)
+        return queue_receipt(**kwargs)
+
+    monkeypatch.setattr(events, "notify_payment_receipt", receipt)
+    with pytest.raises(ZeroDivisionError), transaction.atomic():
+        billing.payment_post(account=account, amount=Decimal("5.00"), tender="cash", reference="cash 1")
+        raise ZeroDivisionError
+    with transaction.atomic():
+        billing.payment_post(
+            account=account, amount=Decimal("50.00"), tender="card", reference="ch_9", received_at=NOON
+        )
+        assert queued(account, "payment_receipt") == []
+    assert seen_by_another_connection == [True]
+    assert set(
+        Message.objects.filter(pk__in=queued(account, "payment_receipt")).values_list("channel", flat=True)
+    ) == {"sms", "email"}
