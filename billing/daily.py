@@ -169,13 +169,15 @@ def daily_run(
     except Exception as exc:  # the money is posted; the order's own re-checks still stand
         logger.exception("daily run %s: cancelling funded disconnects failed", day)
         failures.append(f"funded disconnects: {exc} (run the day again to cancel them)")
+    _finish(run, failures)
     if notify:
+        # After the run's own outcome is written: a subscriber whose notices fail says so on
+        # this run (daily_run_failure_add), as does a failure to announce them.
         try:
             daily_notices(day)
         except Exception as exc:  # the money is posted; say the notices failed, and retry them
             logger.exception("daily run %s: notices failed", day)
-            failures.append(f"notices: {exc} (run the day again to queue them)")
-    _finish(run, failures)
+            daily_run_failure_add(service_day=day, detail=f"notices: {exc}")
     run.refresh_from_db()
     return run
 
@@ -222,12 +224,29 @@ def daily_notices(day: datetime.date) -> None:
     """The notification step after the run for `day`: announces that the run finished (for the
     low-balance crossings and reminders) and which accounts are at the disconnect level today,
     with the next window service can be cut in (for the pending-disconnect notice). A subscriber
-    that fails is logged by coop.events and does not fail the run."""
+    that fails does not undo the run; the notices' subscriber reports it on the run
+    (daily_run_failure_add)."""
     events.publish(DailyRunFinished(service_day=day))
     candidates = tuple(disconnect_candidates(on=local_today()).values_list("pk", flat=True))
     if candidates:
         start, end = next_disconnect_window(after=timezone.now())
         events.publish(DisconnectsPending(account_ids=candidates, window_start=start, window_end=end))
+
+
+def daily_run_failure_add(*, service_day: datetime.date, detail: str) -> None:
+    """A step after the run's money (its notices, announced to notifications) failed: the run of
+    `service_day` is marked finished with failures, with what failed and that running the day
+    again queues what is missing (each notice is queued once per account and day)."""
+    line = f"{detail} (run the day again to queue them)"
+    with transaction.atomic():
+        run = DailyRun.objects.select_for_update().filter(service_day=service_day).first()
+        if run is None:
+            return
+        DailyRun.objects.filter(pk=run.pk).update(
+            status=DailyRun.Status.FAILED,
+            failures=F("failures") + 1,
+            failure_detail="\n".join(filter(None, [run.failure_detail, line]))[:10_000],
+        )
 
 
 def _finish(run: DailyRun, failures: list[str]) -> None:

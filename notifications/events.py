@@ -20,6 +20,7 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from accounts.models import Account, AccountStatusChange
+from billing.daily import daily_run_failure_add
 from billing.events import (
     DailyRunFinished,
     DebtPlanChanged,
@@ -423,7 +424,13 @@ def on_debt_plan_changed(event: DebtPlanChanged) -> None:
 
 
 def on_daily_run_finished(event: DailyRunFinished) -> None:
-    notices_after_daily_run(service_day=event.service_day)
+    """The low-balance notices of the day. When they fail, the day's run says so (the staff watch
+    the run's page, not the log), and running the day again queues them."""
+    try:
+        notices_after_daily_run(service_day=event.service_day)
+    except Exception as exc:
+        logger.exception("daily run %s: notices failed", event.service_day)
+        daily_run_failure_add(service_day=event.service_day, detail=f"notices: {exc}")
 
 
 def on_disconnects_pending(event: DisconnectsPending) -> None:
