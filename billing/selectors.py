@@ -12,6 +12,7 @@ from django.db.models.functions import Coalesce
 from accounts.models import Account
 from billing.models import Allocation, Credit, DebtPlan, LedgerAccount, Payment, Receivable, ReturnedPayment
 from coop.models import Policy
+from coop.money import split
 
 P = LedgerAccount.Purpose
 ZERO = Decimal("0.00")
@@ -52,6 +53,29 @@ def account_balances(account) -> Balances:
 
 def active_plan(account) -> DebtPlan | None:
     return DebtPlan.objects.filter(account=account, status=DebtPlan.Status.ACTIVE).first()
+
+
+def plan_share(payment: Decimal, *, share_percent, exempt: Decimal, arrears: Decimal) -> Decimal:
+    """What of `payment` an active debt plan takes to arrears: its share of the payment less the
+    `exempt` part (initial_minimum_unpaid), never more than the arrears. The one rule both
+    billing.services.payment_post (the split it posts) and billing.prepaid (the restore amount,
+    grossed up for the share) apply."""
+    share, _ = split(payment - min(payment, exempt), share_percent)
+    return min(share, max(arrears, ZERO))
+
+
+def initial_minimum_unpaid(account, policy) -> Decimal:
+    """How much of the initial minimum starting balance is still to come. Policy B: the debt
+    plan's share is never taken from the initial $50 minimum."""
+    if account.billing_mode != Account.BillingMode.PREPAID or not policy.debt_plan_exempts_initial_minimum:
+        return ZERO
+    paid = sum(
+        Payment.objects.filter(account=account, status=Payment.Status.POSTED).values_list(
+            "to_credit", flat=True
+        ),
+        ZERO,
+    )
+    return max(ZERO, policy.prepaid_minimum_starting_balance - paid)
 
 
 def check_restricted_until(member, *, today: datetime.date) -> datetime.date | None:
