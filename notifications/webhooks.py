@@ -12,6 +12,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from accounts.models import Account, Member
 from billing.models import Deduction, LedgerAccount
+from billing.selectors import member_amount
 from coop.validators import contains_card_number, mask_card_numbers
 from notifications import transports
 from notifications.bulk import insert_new
@@ -164,7 +165,7 @@ def _balances_for(members: list[Member]) -> list[dict]:
     return [
         {
             "number": f"*{a['number'][-4:]}",
-            "balance": usd(-(stored.get(a["pk"]) or ZERO)),
+            "balance": usd(member_amount(LedgerAccount.Purpose.PREPAID_CREDIT, stored.get(a["pk"]) or ZERO)),
             "days": days.get(a["pk"]),
         }
         for a in accounts

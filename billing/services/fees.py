@@ -17,6 +17,7 @@ from billing.limits import refuse_above_maximum
 from billing.models import (
     ChargedFee,
     Receivable,
+    ReturnedPayment,
     Transaction,
 )
 from billing.services._common import (
@@ -42,11 +43,13 @@ def fee_charge(
     amount=None,
     memo: str = "",
     due_date: datetime.date | None = None,
+    returned_payment: ReturnedPayment | None = None,
 ):
     """Charge a fee from the fee schedule (or a policy fee with its amount given) to fee revenue.
 
     On a postpaid account the fee is also a receivable, due the day it is charged unless
-    `due_date` says otherwise; any credit on the account pays it at once.
+    `due_date` says otherwise; any credit on the account pays it at once. `returned_payment`: the
+    return that charges it (payment_return), which the payment's receipt lists it under.
     """
     check_texts(memo=memo)
     on = on or timezone.localdate()
@@ -81,6 +84,7 @@ def fee_charge(
         charged_on=on,
         transaction=txn,
         actor=actor,
+        return_transaction=returned_payment.transaction if returned_payment else None,
     )
     if _is_postpaid(account):
         _add_receivable(

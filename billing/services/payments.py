@@ -245,6 +245,7 @@ def payment_return(
                 on=returned_on,
                 memo=f"{'Returned payment fee' if code == 'returned-payment' else 'Collection fee'}"
                 f" ({payment.receipt_number})",
+                returned_payment=record,
             )
     if payment.to_arrears:
         # The plan's share came back out of arrears: a plan this payment completed resumes.

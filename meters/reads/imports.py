@@ -57,7 +57,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from coop.calendar import coop_zone, local_today
-from coop.imports import RowProblem
+from coop.imports import NOTHING_IMPORTED, RowProblem, header_check, header_empty, open_file, unreadable
 from meters import greenbutton
 from meters.exceptions import ReadsImportError, UnknownMeter
 from meters.models import Meter, MeterRead
@@ -255,38 +255,25 @@ def _staging(cursor) -> Iterator[_Stage]:
 # --- Reading the files ----------------------------------------------------------------------------
 
 
-def _column_name(raw: str) -> str:
-    return re.sub(r"[\s-]+", "_", raw.strip().lower())
-
-
 def _header(header: list[str], *, meter_serial: str | None) -> tuple[dict[str, int], str] | str:
     """The position of each column and the kind of value (kwh or register), or what is wrong."""
-    names = [_column_name(h) for h in header]
-    unknown = [
-        f"'{h.strip()}'" if h.strip() else f"(no name, column {i + 1})"
-        for i, h in enumerate(header)
-        if _column_name(h) not in CSV_COLUMNS
-    ]
-    repeated = sorted({n for n in names if n in CSV_COLUMNS and names.count(n) > 1})
-    missing = [c for c in ("meter", "date") if c not in names and (c != "meter" or not meter_serial)]
+    checked = header_check(header, known=CSV_COLUMNS)
+    missing = [c for c in ("meter", "date") if not checked.has(c) and (c != "meter" or not meter_serial)]
     parts = []
     if missing:
         parts.append(f"missing column(s): {', '.join(missing)}")
-    if KWH not in names and REGISTER not in names:
+    if not checked.has(KWH) and not checked.has(REGISTER):
         parts.append("missing column: kwh or register")
-    if KWH in names and REGISTER in names:
+    if checked.has(KWH) and checked.has(REGISTER):
         parts.append("both kwh and register; give one of them")
-    if unknown:
-        parts.append(f"unknown column(s): {', '.join(unknown)}")
-    if repeated:
-        parts.append(f"column(s) given twice: {', '.join(repeated)}")
+    parts += checked.problems()
     if parts:
         hint = " (meter may be left out when --meter is given)" if "meter" in missing else ""
         return (
             f"{'; '.join(parts)}. The header row must name the columns meter, date and either kwh or "
             f"register{hint}."
         )
-    return {c: names.index(c) for c in CSV_COLUMNS if c in names}, (KWH if KWH in names else REGISTER)
+    return checked.positions(CSV_COLUMNS), (KWH if checked.has(KWH) else REGISTER)
 
 
 def _first_undecodable_line(path: Path) -> int | str:
@@ -304,17 +291,13 @@ def _first_undecodable_line(path: Path) -> int | str:
 def _stage_csv(
     path: Path, stage: _Stage, *, meter_serial: str | None, today, report: ReadsImportReport
 ) -> None:
-    try:
-        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise ReadsImportError(
-            f"{path}: cannot be read ({exc.strerror or exc}). Nothing was imported."
-        ) from exc
-    with handle:
+    with open_file(
+        path, error=ReadsImportError, nothing=NOTHING_IMPORTED, encoding="utf-8-sig", newline=""
+    ) as handle:
         reader = csv.reader(handle)
         try:
             header = next(reader, None)
-            if header is None or not any(h.strip() for h in header):
+            if header_empty(header):
                 report.errors.append(ReadProblem(1, "header", "the file is empty; it needs a header row"))
                 return
             checked = _header(header, meter_serial=meter_serial)
@@ -484,9 +467,7 @@ def _file_format(path: Path) -> str:
         with open(path, "rb") as handle:
             head = handle.read(4096)
     except OSError as exc:
-        raise ReadsImportError(
-            f"{path}: cannot be read ({exc.strerror or exc}). Nothing was imported."
-        ) from exc
+        raise ReadsImportError(unreadable(path, exc, nothing=NOTHING_IMPORTED)) from exc
     if head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"<"):
         return MeterRead.Source.GREEN_BUTTON
     return MeterRead.Source.CSV
