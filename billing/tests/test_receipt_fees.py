@@ -5,7 +5,6 @@ import datetime
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.urls import reverse
 
 from accounts.tests import factories
@@ -15,13 +14,6 @@ from coop.models import Policy
 
 pytestmark = pytest.mark.django_db
 D = Decimal
-NOW = datetime.datetime(2026, 11, 20, 16, 0, tzinfo=datetime.UTC)
-
-
-@pytest.fixture(autouse=True)
-def frozen_time():
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 @pytest.fixture
