@@ -5,10 +5,7 @@ from decimal import Decimal
 
 from accounts.models import Account
 from billing.exceptions import BillingError
-from billing.models import (
-    LedgerAccount,
-    Transaction,
-)
+from billing.models import LedgerAccount, Transaction
 
 P = LedgerAccount.Purpose
 ZERO = Decimal("0.00")

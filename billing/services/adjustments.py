@@ -5,19 +5,9 @@ from django.utils import timezone
 
 from billing import prepaid
 from billing.exceptions import BillingError
-from billing.ledger import (
-    coop_ledger_account,
-    ledger_post,
-    ledger_reverse,
-    member_ledger_account,
-)
+from billing.ledger import coop_ledger_account, ledger_post, ledger_reverse, member_ledger_account
 from billing.limits import refuse_above_maximum
-from billing.models import (
-    Credit,
-    DebtPlan,
-    Receivable,
-    Transaction,
-)
+from billing.models import Credit, DebtPlan, Receivable, Transaction
 from billing.selectors import account_balances, active_plan
 from billing.services._common import (
     P,

@@ -9,26 +9,11 @@ from django.utils import timezone
 from accounts.models import Account
 from billing import prepaid
 from billing.exceptions import BillingError
-from billing.ledger import (
-    coop_ledger_account,
-    ledger_post,
-    ledger_same_as_before,
-    member_ledger_account,
-)
+from billing.ledger import coop_ledger_account, ledger_post, ledger_same_as_before, member_ledger_account
 from billing.limits import refuse_above_maximum
-from billing.models import (
-    Credit,
-    Payment,
-    Transaction,
-)
+from billing.models import Credit, Payment, Transaction
 from billing.selectors import account_balances
-from billing.services._common import (
-    ZERO,
-    P,
-    _is_postpaid,
-    _lock_account,
-    _next_key,
-)
+from billing.services._common import ZERO, P, _is_postpaid, _lock_account, _next_key
 from billing.services.payments import _reference_key
 from billing.services.receivables import _add_credit
 from coop.models import Policy

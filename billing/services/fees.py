@@ -7,26 +7,10 @@ from django.utils import timezone
 
 from billing import prepaid
 from billing.exceptions import BillingError
-from billing.ledger import (
-    coop_ledger_account,
-    ledger_post,
-    ledger_reverse,
-    member_ledger_account,
-)
+from billing.ledger import coop_ledger_account, ledger_post, ledger_reverse, member_ledger_account
 from billing.limits import refuse_above_maximum
-from billing.models import (
-    ChargedFee,
-    Receivable,
-    ReturnedPayment,
-    Transaction,
-)
-from billing.services._common import (
-    P,
-    _is_postpaid,
-    _lock_account,
-    _next_key,
-    _receivable_purpose,
-)
+from billing.models import ChargedFee, Receivable, ReturnedPayment, Transaction
+from billing.services._common import P, _is_postpaid, _lock_account, _next_key, _receivable_purpose
 from billing.services.receivables import _add_receivable, _cancel_items
 from coop.models import FeeScheduleEntry
 from coop.money import to_cents

@@ -17,14 +17,7 @@ from billing.ledger import (
     member_ledger_account,
 )
 from billing.limits import payment_amount_check
-from billing.models import (
-    Credit,
-    DebtPlan,
-    LedgerAccount,
-    Payment,
-    ReturnedPayment,
-    Transaction,
-)
+from billing.models import Credit, DebtPlan, LedgerAccount, Payment, ReturnedPayment, Transaction
 from billing.selectors import (
     account_balances,
     active_plan,
@@ -32,12 +25,7 @@ from billing.selectors import (
     initial_minimum_unpaid,
     plan_share,
 )
-from billing.services._common import (
-    ZERO,
-    P,
-    _is_postpaid,
-    _lock_account,
-)
+from billing.services._common import ZERO, P, _is_postpaid, _lock_account
 from billing.services.fees import fee_charge
 from billing.services.plans import plan_move
 from billing.services.receivables import _add_credit, _cancel_items

@@ -7,17 +7,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.exceptions import BillingError, IllegalPlanTransition
-from billing.ledger import (
-    coop_ledger_account,
-    ledger_post,
-    member_ledger_account,
-)
+from billing.ledger import coop_ledger_account, ledger_post, member_ledger_account
 from billing.limits import refuse_above_maximum
-from billing.models import (
-    Credit,
-    DebtPlan,
-    Transaction,
-)
+from billing.models import Credit, DebtPlan, Transaction
 from billing.selectors import account_balances, active_plan
 from billing.services._common import ZERO, P, _is_postpaid, _lock_account, _next_key
 from billing.services.receivables import _add_credit

@@ -7,26 +7,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.exceptions import BillingError
-from billing.ledger import (
-    coop_ledger_account,
-    ledger_post,
-    ledger_same_as_before,
-    member_ledger_account,
-)
+from billing.ledger import coop_ledger_account, ledger_post, ledger_same_as_before, member_ledger_account
 from billing.limits import refuse_above_maximum
-from billing.models import (
-    Allocation,
-    Credit,
-    Receivable,
-    Transaction,
-)
-from billing.services._common import (
-    ZERO,
-    P,
-    _is_postpaid,
-    _lock_account,
-    _next_key,
-)
+from billing.models import Allocation, Credit, Receivable, Transaction
+from billing.services._common import ZERO, P, _is_postpaid, _lock_account, _next_key
 from coop.money import to_cents
 from coop.validators import check_texts
 

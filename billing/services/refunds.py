@@ -5,18 +5,8 @@ from django.utils import timezone
 
 from accounts.models import Account
 from billing.exceptions import BillingError, DuplicateReference
-from billing.ledger import (
-    coop_ledger_account,
-    ledger_post,
-    ledger_same_as_before,
-    member_ledger_account,
-)
-from billing.models import (
-    Payment,
-    Receivable,
-    RefundPayout,
-    Transaction,
-)
+from billing.ledger import coop_ledger_account, ledger_post, ledger_same_as_before, member_ledger_account
+from billing.models import Payment, Receivable, RefundPayout, Transaction
 from billing.selectors import account_balances
 from billing.services._common import (
     P,
