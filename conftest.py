@@ -21,9 +21,7 @@ hypothesis_settings.register_profile(
     derandomize=True,
     database=None,
 )
-hypothesis_settings.register_profile(
-    "ci-postgres", hypothesis_settings.get_profile("ci"), max_examples=100
-)
+hypothesis_settings.register_profile("ci-postgres", hypothesis_settings.get_profile("ci"), max_examples=100)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 

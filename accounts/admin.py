@@ -25,7 +25,7 @@ from django.utils.html import format_html
 
 from accounts.exceptions import IllegalStatusTransition
 from accounts.models import Account, AccountStatusChange, Member, ServiceHold, ServiceLocation
-from coop.admin_tools import BigTableAdmin, HistoryAdmin, NoCardNumbersMixin, ReadOnlyInline
+from coop.admin_tools import BigTableAdmin, HistoryAdmin, NoCardNumbersMixin, NoWritesMixin, ReadOnlyInline
 from coop.validators import ValueRefused, no_card_number
 from meters.models import MeterInstallation
 
@@ -515,7 +515,7 @@ class ServiceHoldAdmin(BigTableAdmin, HistoryAdmin):
 
 
 @admin.register(AccountStatusChange)
-class AccountStatusChangeAdmin(BigTableAdmin):
+class AccountStatusChangeAdmin(NoWritesMixin, BigTableAdmin):
     """Written only by account_change_status: read-only for everyone, superusers included."""
 
     list_display = ("changed_at", "account", "from_status", "to_status", "reason", "actor")
@@ -525,12 +525,3 @@ class AccountStatusChangeAdmin(BigTableAdmin):
     search_fields = ("=account__number",)
     search_help_text = "Account number."
     ordering = ("-id",)  # the order they were written in, read from the primary key index
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

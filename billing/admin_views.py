@@ -1,13 +1,16 @@
 """The clerk's view of an account's money in the admin: the money panel on the account page, the
 receipt, and one small form per money action.
 
-Each action view checks the permission, validates its form and calls exactly one service in
-`billing.services`. A service is one database transaction, so when it refuses (a `BillingError`,
-a `CoopError` such as no policy in force, or a `ValidationError`) nothing is saved and its message
-is shown on the form as it is: on the field it names (`exc.field`, as `ValueRefused` does), else
-above the form. The URLs are added by the billing admins (billing/admin.py):
-account actions and receipts under the Payment admin, a fee's waiver under the ChargedFee admin
-and a plan's cancellation under the DebtPlan admin.
+The actions are one table, ACTIONS: each names its form, its permission, the one service in
+`billing.services` it calls and the message it gives; one view (`MoneyViews.action`) serves them
+all. It checks the permission, validates the form and calls the service. A service is one
+database transaction, so when it refuses (a `BillingError`, a `CoopError` such as no policy in
+force, or a `ValidationError`) nothing is saved and its message is shown on the form as it is: on
+the field it names (`exc.field`, as `ValueRefused` does), else above the form. The URLs are added
+by the billing admins (billing/admin.py): account actions and receipts under the Payment admin, a
+fee's waiver under the ChargedFee admin and a plan's cancellation under the DebtPlan admin. What
+the pages read (plan progress, check status, the transactions, the balances after a payment, a
+return's fees) is in billing/selectors.py.
 
 Who may do what (the roles are in coop/roles.py; the services check the managers' rules again):
 
@@ -19,16 +22,15 @@ Who may do what (the roles are in coop/roles.py; the services check the managers
 A refund is money leaving the cooperative, so it is a manager's, like `credit_refund`.
 """
 
-import datetime
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
-from django.db.models import Prefetch, Sum
-from django.http import HttpResponseRedirect
+from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -50,36 +52,19 @@ from billing.forms import (
     WriteOffForm,
 )
 from billing.limits import over_confirmation_limit
-from billing.models import ChargedFee, DebtPlan, LedgerAccount, Leg, Payment, ReturnedPayment, Transaction
-from billing.selectors import Balances, account_balances, active_plan, add_months, check_restricted_until
+from billing.models import ChargedFee, DebtPlan, Payment, ReturnedPayment, Transaction
+from billing.selectors import (
+    Balances,
+    account_balances,
+    account_transactions,
+    balances_after,
+    check_status,
+    plan_progress,
+    return_fees,
+)
 from coop.exceptions import CoopError, PolicyNotConfigured
 from coop.models import Policy
-
-P = LedgerAccount.Purpose
-ZERO = Decimal("0.00")
-TRANSACTIONS_PER_PAGE = 20
-RETURN_FEE_CODES = ("returned-payment", "returned-payment-collection")
-
-# What each action needs. The buttons on the account page are shown from the same table.
-PERMS = {
-    "payment_post": "billing.add_payment",
-    "payment_return": "billing.add_payment",
-    "fee_charge": "billing.add_payment",
-    "fee_waive": "coop.waive_fee",
-    "deposit_collect": "billing.add_payment",
-    "deposit_apply": "billing.add_payment",
-    "deposit_refund": "billing.post_adjustment",
-    "plan_enroll": "billing.add_debtplan",
-    "plan_cancel": "billing.change_debtplan",
-    "adjustment_post": "billing.post_adjustment",
-    "arrears_write_off": "billing.post_adjustment",
-}
-
-
-def usd(value: Decimal, *, signed: bool = False) -> str:
-    """$1,234.50 and −$5.00 (a true minus sign); with `signed`, +$5.00 for a positive amount."""
-    sign = "−" if value < 0 else ("+" if signed and value > 0 else "")
-    return f"{sign}${abs(value):,.2f}"
+from coop.money import usd
 
 
 def balances_display(balances: Balances) -> dict[str, str]:
@@ -95,11 +80,6 @@ def _may(user, action: str) -> bool:
     return user.has_perm(PERMS[action])
 
 
-def _require(request, action: str) -> None:
-    if not _may(request.user, action):
-        raise PermissionDenied
-
-
 def _error_messages(exc: Exception) -> list[str]:
     if isinstance(exc, ValidationError):
         return exc.messages
@@ -108,159 +88,6 @@ def _error_messages(exc: Exception) -> list[str]:
 
 def _account_url(account_id) -> str:
     return reverse("admin:accounts_account_change", args=[account_id]) + "#money"
-
-
-# --- Reads for the page ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlanProgress:
-    plan: DebtPlan
-    paid: Decimal  # the plan's share of the payments posted since enrollment (returned ones excluded)
-    remaining: Decimal  # the arrears still owed
-
-    @property
-    def percent_paid(self) -> int:
-        total = self.paid + self.remaining
-        return int(self.paid * 100 / total) if total > 0 else 100
-
-    @property
-    def display(self) -> dict[str, str]:
-        return {
-            "enrolled": usd(self.plan.enrolled_amount),
-            "paid": usd(self.paid),
-            "remaining": usd(self.remaining),
-            "share": f"{self.plan.share_percent.normalize():f}%",
-        }
-
-
-def plan_progress(account, balances: Balances) -> PlanProgress | None:
-    plan = active_plan(account)
-    if plan is None:
-        return None
-    # Only an active plan takes a share of a payment (payment_post), so the shares of the payments
-    # posted since the enrollment day are what this plan has collected.
-    paid = Payment.objects.filter(
-        account=account,
-        status=Payment.Status.POSTED,
-        transaction__effective_date__gte=plan.enrolled_on,
-    ).aggregate(total=Sum("to_arrears"))["total"]
-    return PlanProgress(plan=plan, paid=paid or ZERO, remaining=max(balances.arrears, ZERO))
-
-
-@dataclass(frozen=True)
-class CheckStatus:
-    refused_until: datetime.date | None
-    returned_checks: int
-    window_months: int
-
-    def __str__(self):
-        plural = "s" if self.returned_checks != 1 else ""
-        if self.refused_until:
-            return (
-                f"Checks refused until {self.refused_until:%B} {self.refused_until.day}, "
-                f"{self.refused_until.year} — {self.returned_checks} returned check{plural}"
-            )
-        if self.returned_checks:
-            return (
-                f"Checks accepted — {self.returned_checks} returned check{plural} "
-                f"in the last {self.window_months} months"
-            )
-        return "Checks accepted"
-
-
-def check_status(account, *, today: datetime.date) -> CheckStatus:
-    """The member's check restriction, said plainly, with the returned checks behind it."""
-    policy = Policy.objects.in_force(today)
-    until = check_restricted_until(account.member, today=today)
-    # The returns check_restricted_until looks at: a restriction may rest on a return up to
-    # window + restriction months ago.
-    months = (
-        policy.check_restriction_window_months + policy.check_restriction_months
-        if until
-        else policy.check_restriction_window_months
-    )
-    returned = ReturnedPayment.objects.filter(
-        payment__account__member_id=account.member_id,
-        payment__tender=Payment.Tender.CHECK,
-        returned_on__gt=add_months(today, -months),
-    ).count()
-    return CheckStatus(refused_until=until, returned_checks=returned, window_months=months)
-
-
-class TransactionRow:
-    """One ledger transaction as the account page shows it: what it did to each of the member's
-    balances, and the net amount in the member's favour (+) or against (−)."""
-
-    # Each balance as the member reads it (billing.selectors.Balances): credit and deposit are
-    # what the cooperative owes the member, arrears and amount due what the member owes.
-    BUCKETS = (
-        (P.PREPAID_CREDIT, "prepaid", -1),
-        (P.ARREARS, "arrears", 1),
-        (P.DEPOSIT_HELD, "deposit", -1),
-        (P.AMOUNT_DUE, "amount due", 1),
-    )
-
-    def __init__(self, txn: Transaction):
-        self.txn = txn
-        by_purpose: dict[str, Decimal] = {}
-        for leg in txn.member_legs:
-            purpose = leg.ledger_account.purpose
-            by_purpose[purpose] = by_purpose.get(purpose, ZERO) + leg.amount
-        self.changes = [
-            (label, usd(sign * by_purpose[purpose], signed=True))
-            for purpose, label, sign in self.BUCKETS
-            if by_purpose.get(purpose)
-        ]
-        # Legs are debit-positive; every member ledger account moves in the member's favour when
-        # credited, so the net is minus the sum of the member's legs.
-        self.amount = -sum(by_purpose.values(), ZERO)
-        self.amount_display = usd(self.amount, signed=True)
-        self.payment = _related_or_none(txn, "payment")
-        self.fee = _related_or_none(txn, "charged_fee")
-
-
-def _related_or_none(obj, name):
-    try:
-        return getattr(obj, name)
-    except (ChargedFee.DoesNotExist, Payment.DoesNotExist):
-        return None
-
-
-def account_transactions(account, *, page_number):
-    """A page of the account's transactions, newest first, in four queries however many rows:
-    the count, the page (with its payment, fee and actor joined), and the member legs."""
-    member_legs = Leg.objects.filter(ledger_account__account=account).select_related("ledger_account")
-    queryset = (
-        Transaction.objects.filter(account=account)
-        .select_related("actor", "payment", "charged_fee")
-        .prefetch_related(Prefetch("legs", queryset=member_legs, to_attr="member_legs"))
-        .order_by("-posted_at", "-id")  # the (account, -posted_at, -id) index
-    )
-    page = Paginator(queryset, TRANSACTIONS_PER_PAGE).get_page(page_number)
-    return page, [TransactionRow(txn) for txn in page.object_list]
-
-
-def balances_after(payment: Payment) -> Balances:
-    """The account's balances just after `payment` posted, for its receipt (which may be printed
-    again later). Postings to one member ledger account are serialized by its row lock and take
-    their ids in that order, so the legs up to the payment's transaction are exactly the past.
-    (SQLite sums in floating point; the DecimalField converter rounds the total back to the cent,
-    exact for any realistic number of legs.)"""
-    sums = dict(
-        Leg.objects.filter(
-            ledger_account__account_id=payment.account_id, transaction_id__lte=payment.transaction_id
-        )
-        .values_list("ledger_account__purpose")
-        .annotate(total=Sum("amount"))
-        .order_by()
-    )
-    return Balances(
-        prepaid_credit=-sums.get(P.PREPAID_CREDIT, ZERO),
-        arrears=sums.get(P.ARREARS, ZERO),
-        deposit_held=-sums.get(P.DEPOSIT_HELD, ZERO),
-        amount_due=sums.get(P.AMOUNT_DUE, ZERO),
-    )
 
 
 def _policy_or_none(today):
@@ -296,148 +123,436 @@ def money_panel(request, account) -> str:
     context.update(page=page, rows=rows, page_query=params.urlencode())
     context["urls"] = {
         name: reverse(f"admin:billing_{name}", args=[account.pk])
-        for name in (
-            "payment_post",
-            "fee_charge",
-            "deposit_collect",
-            "deposit_apply",
-            "deposit_refund",
-            "plan_enroll",
-            "adjustment_post",
-            "arrears_write_off",
-        )
+        for name in (action.name for action in ACTIONS if action.subject is Account)
     }
     return TemplateResponse(request, "admin/billing/money_panel.html", context).rendered_content
 
 
-# --- The action views -----------------------------------------------------------------------------
+# --- The action table -----------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One request to an action: what its URL names, the account it concerns, the form, and what
+    `prepare` read for the form, the call or the message."""
+
+    request: HttpRequest
+    subject: Account | Payment | ChargedFee | DebtPlan
+    account: Account
+    intro: list[str] = field(default_factory=list)
+    form_kwargs: dict = field(default_factory=dict)
+    newest_txn: int = 0
+    form: forms.Form | None = None
+
+    @property
+    def user(self):
+        return self.request.user
+
+
+@dataclass(frozen=True)
+class Action:
+    """One money action: its form, who may use it, the one service it calls and what it says."""
+
+    name: str  # the URL's name (admin:billing_<name>) and the key of PERMS
+    permission: str
+    form: type[forms.Form]
+    title: str  # formatted with the account and the subject
+    submit: str
+    call: Callable[[Run, dict], Any]  # the service call, given the form's cleaned data
+    message: Callable[[Run, Any], str]  # said on success
+    subject: type[Account | Payment | ChargedFee | DebtPlan] = Account  # what the URL's id names
+    prepare: Callable[[Run], None] | None = None  # intro lines and form arguments
+    on_valid: Callable[[Run], None] | None = None  # a valid POST, before the call
+    repeat: Callable[[Run, Any], str | None] | None = None  # "nothing new was posted": a warning
+    redirect: Callable[[Run, Any], str] | None = None  # where to go after; else the account page
+
+    @property
+    def shows_subject(self) -> bool:  # a payment, fee or plan is shown as the form's target
+        return self.subject is not Account
+
+
+# -- payments --
+
+
+def _payment_post_prepare(run: Run) -> None:
+    today = timezone.localdate()
+    policy = _policy_or_none(today)
+    prepaid = run.account.billing_mode == Account.BillingMode.PREPAID
+    if policy is not None and prepaid and policy.prepaid_minimum_payment:
+        run.intro.append(f"The minimum prepaid payment is ${policy.prepaid_minimum_payment}.")
+    if policy is not None:
+        checks = check_status(run.account, today=today)
+        if checks.refused_until:
+            run.intro.append(f"{checks}: take cash, a certified check or a card.")
+        cash, other = policy.payment_confirm_above_cash, policy.payment_confirm_above
+        limits = [
+            f"cash above ${cash:,}" if cash else "",
+            f"another tender above ${other:,}" if other else "",
+        ]
+        if cash or other:
+            run.intro.append(
+                f"A payment by {' or '.join(filter(None, limits))} asks you to confirm the amount."
+            )
+
+
+def _payment_post_on_valid(run: Run) -> None:
+    # The amount is above the limit of its tender: show the box that confirms it.
+    data = run.form.cleaned_data
+    day_policy = _policy_or_none(timezone.localdate(data["received_at"]))
+    if day_policy is not None and over_confirmation_limit(
+        day_policy, amount=data["amount"], tender=data["tender"]
+    ):
+        run.form.ask_confirmation()
+
+
+def _payment_post_call(run: Run, data):
+    try:
+        return services.payment_post(
+            account=run.account,
+            amount=data["amount"],
+            tender=data["tender"],
+            reference=data["reference"],
+            received_at=data["received_at"],
+            actor=run.user,
+            over_limit_confirmed="on the payment form" if data["confirm_over_limit"] else "",
+        )
+    except PolicyNotConfigured as exc:
+        exc.field = "received_at"  # no policy on the day the payment was received
+        raise
+
+
+def _payment_post_repeat(run: Run, result) -> str | None:
+    payment, created = result
+    if created:
+        return None
+    return (
+        f"{payment.get_tender_display()} reference {payment.reference} was already posted "
+        f"on {timezone.localtime(payment.created_at):%B %-d, %Y at %-I:%M %p}. "
+        "Nothing new was posted; this is its receipt."
+    )
+
+
+def _receipt_url(payment: Payment) -> str:
+    return reverse("admin:billing_payment_receipt", args=[payment.pk])
+
+
+def _payment_return_prepare(run: Run) -> None:
+    payment = run.subject
+    run.form_kwargs["received_on"] = timezone.localdate(payment.received_at)
+    run.intro += [
+        f"{payment.get_tender_display()} ${payment.amount}, reference {payment.reference}, "
+        f"received {timezone.localtime(payment.received_at):%B %-d, %Y}.",
+        "The payment is reversed and the policy's returned-payment fees are charged at once.",
+    ]
+
+
+# -- deposits --
+
+
+def _deposit_collect_prepare(run: Run) -> None:
+    try:
+        required = services.deposit_required(account=run.account)
+    except CoopError as exc:
+        run.intro.append(str(exc))
+    else:
+        held = account_balances(run.account).deposit_held
+        run.intro.append(f"The policy requires a deposit of ${required}; ${held} is held.")
+        if required > held:
+            run.form_kwargs["initial"] = {"amount": required - held}
+    # Transactions take increasing ids: one at or below the newest before the call was already there.
+    run.newest_txn = Transaction.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def _deposit_collect_repeat(run: Run, txn) -> str | None:
+    if txn.pk > run.newest_txn:
+        return None
+    # The same deposit entered again: the service returned it.
+    return (
+        f"{txn.memo} was already collected on {timezone.localtime(txn.posted_at):%B %-d, %Y}. "
+        "Nothing new was posted."
+    )
+
+
+# -- debt-management plans --
+
+
+def _plan_enroll_prepare(run: Run) -> None:
+    policy = _policy_or_none(timezone.localdate())
+    run.form_kwargs["initial"] = {"share_percent": policy.debt_plan_share_percent} if policy else {}
+    run.intro.append(f"Arrears now: ${account_balances(run.account).arrears}.")
+    if policy is not None:
+        run.intro.append(f"The policy's share is {policy.debt_plan_share_percent}% of each payment.")
+
+
+# -- managers' corrections --
+
+
+def _adjustment_prepare(run: Run) -> None:
+    where = "prepaid balance" if run.account.billing_mode == Account.BillingMode.PREPAID else "amount due"
+    run.intro.append(f"The adjustment moves the {where}, against billing adjustments.")
+
+
+def _intro(*lines: Callable[[Run], str]) -> Callable[[Run], None]:
+    """A `prepare` that only says `lines` (each made from the run) above the form."""
+
+    def prepare(run: Run) -> None:
+        run.intro += [line(run) for line in lines]
+
+    return prepare
+
+
+def _arrears_now(run: Run) -> str:
+    return f"Arrears now: ${account_balances(run.account).arrears}."
+
+
+ACTIONS = (
+    Action(
+        name="payment_post",
+        permission="billing.add_payment",
+        form=PaymentPostForm,
+        title="Post a payment to account {account.number}",
+        submit="Post payment",
+        prepare=_payment_post_prepare,
+        on_valid=_payment_post_on_valid,
+        call=_payment_post_call,
+        repeat=_payment_post_repeat,
+        message=lambda run, result: f"Payment posted: receipt {result[0].receipt_number}.",
+        redirect=lambda run, result: _receipt_url(result[0]),
+    ),
+    Action(
+        name="payment_return",
+        permission="billing.add_payment",
+        subject=Payment,
+        form=PaymentReturnForm,
+        title="Return payment {subject.receipt_number}",
+        submit="Return payment",
+        prepare=_payment_return_prepare,
+        call=lambda run, data: services.payment_return(
+            payment=run.subject,
+            reason=data["reason"],
+            note=data["note"],
+            returned_on=data["returned_on"],
+            actor=run.user,
+        ),
+        message=lambda run, record: (
+            f"Payment {run.subject.receipt_number} returned ({record.get_reason_display().lower()}). "
+            "The fees charged for it are listed below."
+        ),
+        redirect=lambda run, record: _receipt_url(run.subject),
+    ),
+    Action(
+        name="fee_charge",
+        permission="billing.add_payment",
+        form=FeeChargeForm,
+        title="Charge a fee",
+        submit="Charge fee",
+        call=lambda run, data: services.fee_charge(
+            account=run.account, code=data["fee"].code, actor=run.user
+        ),
+        message=lambda run, fee: f"Charged {fee.description}: ${fee.amount}.",
+    ),
+    Action(
+        name="fee_waive",
+        permission="coop.waive_fee",
+        subject=ChargedFee,
+        form=FeeWaiveForm,
+        title="Waive a fee of account {account.number}",
+        submit="Waive fee",
+        prepare=_intro(
+            lambda run: (
+                f"{run.subject.description}: ${run.subject.amount}, "
+                f"charged {run.subject.charged_on:%B %-d, %Y}."
+            )
+        ),
+        call=lambda run, data: services.fee_waive(fee=run.subject, actor=run.user, reason=data["reason"]),
+        message=lambda run, fee: f"Waived {fee.description} (${fee.amount}).",
+    ),
+    Action(
+        name="deposit_collect",
+        permission="billing.add_payment",
+        form=DepositCollectForm,
+        title="Collect a deposit",
+        submit="Collect deposit",
+        prepare=_deposit_collect_prepare,
+        call=lambda run, data: services.deposit_collect(
+            account=run.account,
+            amount=data["amount"],
+            tender=data["tender"],
+            reference=data["reference"].strip(),
+            actor=run.user,
+        ),
+        repeat=_deposit_collect_repeat,
+        message=lambda run, txn: f"Deposit collected: {txn.memo}.",
+    ),
+    Action(
+        name="deposit_apply",
+        permission="billing.add_payment",
+        form=DepositApplyForm,
+        title="Apply the deposit",
+        submit="Apply deposit",
+        prepare=_intro(
+            lambda run: "The deposit pays arrears first, then the prepaid balance or the amount due."
+        ),
+        call=lambda run, data: services.deposit_apply(
+            account=run.account, actor=run.user, reason=data["reason"], amount=data["amount"]
+        ),
+        message=lambda run, txn: f"{txn.memo}.",
+    ),
+    Action(
+        name="deposit_refund",
+        permission="billing.post_adjustment",
+        form=DepositRefundForm,
+        title="Refund the deposit",
+        submit="Refund deposit",
+        call=lambda run, data: services.deposit_refund(
+            account=run.account, actor=run.user, reason=data["reason"], amount=data["amount"]
+        ),
+        message=lambda run, txn: "Deposit refunded: it is in refunds payable, to be paid out.",
+    ),
+    Action(
+        name="plan_enroll",
+        permission="billing.add_debtplan",
+        form=PlanEnrollForm,
+        title="Enroll in a debt-management plan",
+        submit="Enroll",
+        prepare=_plan_enroll_prepare,
+        call=lambda run, data: services.plan_enroll(
+            account=run.account,
+            actor=run.user,
+            share_percent=data["share_percent"],
+            override_reason=data["override_reason"],
+        ),
+        message=lambda run, plan: (
+            f"Enrolled ${plan.enrolled_amount} of arrears in a plan taking {plan.share_percent}% "
+            "of each payment."
+        ),
+    ),
+    Action(
+        name="plan_cancel",
+        permission="billing.change_debtplan",
+        subject=DebtPlan,
+        form=PlanCancelForm,
+        title="Cancel the debt-management plan",
+        submit="Cancel plan",
+        prepare=_intro(
+            lambda run: (
+                f"{run.subject.share_percent}% of each payment; ${run.subject.enrolled_amount} enrolled on "
+                f"{run.subject.enrolled_on:%B %-d, %Y}. The arrears stay on the account."
+            )
+        ),
+        call=lambda run, data: services.plan_cancel(plan=run.subject, actor=run.user, reason=data["reason"]),
+        message=lambda run, plan: "The debt-management plan is cancelled.",
+    ),
+    Action(
+        name="adjustment_post",
+        permission="billing.post_adjustment",
+        form=AdjustmentForm,
+        title="Post an adjustment",
+        submit="Post adjustment",
+        prepare=_adjustment_prepare,
+        call=lambda run, data: services.adjustment_post(
+            account=run.account, amount=run.form.signed_amount(), actor=run.user, reason=data["reason"]
+        ),
+        message=lambda run, txn: f"{txn.memo} (${abs(run.form.signed_amount())}).",
+    ),
+    Action(
+        name="arrears_write_off",
+        permission="billing.post_adjustment",
+        form=WriteOffForm,
+        title="Write off arrears",
+        submit="Write off",
+        prepare=_intro(_arrears_now),
+        call=lambda run, data: services.arrears_write_off(
+            account=run.account, actor=run.user, reason=data["reason"], amount=data["amount"]
+        ),
+        message=lambda run, txn: f"{txn.memo}.",
+    ),
+)
+# What each action needs. The buttons on the account page are shown from the same table.
+PERMS = {action.name: action.permission for action in ACTIONS}
+# What the URL's id names, loaded with what the page shows of it.
+SUBJECTS = {
+    Account: Account.objects.select_related("member", "location"),
+    Payment: Payment.objects.select_related("account__member"),
+    ChargedFee: ChargedFee.objects.select_related("account__member"),
+    DebtPlan: DebtPlan.objects.select_related("account__member"),
+}
+
+
+# --- The views ------------------------------------------------------------------------------------
 
 
 class MoneyViews:
-    """The views, bound to an admin site (for its header, sidebar and login)."""
+    """The views, bound to an admin site (for its header, sidebar and login): the receipt, and one
+    view for every action of ACTIONS, as an attribute of the action's name (`views.fee_charge`)."""
 
     def __init__(self, admin_site):
         self.admin_site = admin_site
+        for action in ACTIONS:
+            setattr(self, action.name, self._view_of(action))
 
-    # -- helpers --
+    def _view_of(self, action: Action):
+        def view(request, **ids):
+            (object_id,) = ids.values()  # account_id, payment_id, fee_id or plan_id
+            return self.action(request, action, object_id)
 
-    def _account(self, account_id) -> Account:
-        return get_object_or_404(Account.objects.select_related("member", "location"), pk=account_id)
+        view.__name__ = view.__qualname__ = action.name
+        return view
 
     def _render(self, request, template, context):
         context = {**self.admin_site.each_context(request), **context}
         return TemplateResponse(request, template, context)
 
-    def _form_view(self, request, *, account, title, form, call, done, submit, intro=None, target=None):
-        """Show `form`; on a valid POST run `call(cleaned_data)` (one service) and return
-        `done(result)`, or show the service's refusal on the form."""
+    def action(self, request, action: Action, object_id):
+        """Show the action's form; on a valid POST call its one service and go back with its
+        message, or show the service's refusal on the form (nothing was saved)."""
+        subject = get_object_or_404(SUBJECTS[action.subject], pk=object_id)
+        if not request.user.has_perm(action.permission):
+            raise PermissionDenied
+        account = subject if action.subject is Account else subject.account
+        run = Run(request=request, subject=subject, account=account)
+        if action.prepare is not None:
+            action.prepare(run)
+        if request.method == "POST":
+            run.form = action.form(request.POST, **run.form_kwargs)
+        else:
+            run.form = action.form(**run.form_kwargs)
+        form = run.form
         if request.method == "POST" and form.is_valid():
+            if action.on_valid is not None:
+                action.on_valid(run)
             try:
-                result = call(form.cleaned_data)
+                result = action.call(run, form.cleaned_data)
             except (CoopError, ValidationError) as exc:
-                field = getattr(exc, "field", None)
+                field_name = getattr(exc, "field", None)
                 for message in _error_messages(exc):
-                    form.add_error(field if field in form.fields else None, message)
+                    form.add_error(field_name if field_name in form.fields else None, message)
             else:
-                return done(result)
+                repeat = action.repeat(run, result) if action.repeat is not None else None
+                if repeat:
+                    messages.warning(request, repeat)
+                else:
+                    messages.success(request, action.message(run, result))
+                url = (
+                    action.redirect(run, result) if action.redirect is not None else _account_url(account.pk)
+                )
+                return HttpResponseRedirect(url)
         balances = account_balances(account)
         return self._render(
             request,
             "admin/billing/action_form.html",
             {
-                "title": title,
+                "title": action.title.format(account=account, subject=subject),
                 "account": account,
                 "money": balances_display(balances),
                 "prepaid": account.billing_mode == Account.BillingMode.PREPAID,
                 "form": form,
-                "submit": submit,
-                "intro": intro,
-                "target": target,
+                "submit": action.submit,
+                "intro": run.intro or None,
+                "target": subject if action.shows_subject else None,
                 "account_url": _account_url(account.pk),
                 "opts": Account._meta,
             },
-        )
-
-    def _done(self, request, account, message):
-        messages.success(request, message)
-        return HttpResponseRedirect(_account_url(account.pk))
-
-    @staticmethod
-    def _bound(form_class, request, **kwargs):
-        if request.method == "POST":
-            return form_class(request.POST, **kwargs)
-        return form_class(**kwargs)
-
-    # -- payments --
-
-    def payment_post(self, request, account_id):
-        account = self._account(account_id)
-        _require(request, "payment_post")
-        form = self._bound(PaymentPostForm, request)
-        today = timezone.localdate()
-        policy = _policy_or_none(today)
-        intro = []
-        prepaid = account.billing_mode == Account.BillingMode.PREPAID
-        if policy is not None and prepaid and policy.prepaid_minimum_payment:
-            intro.append(f"The minimum prepaid payment is ${policy.prepaid_minimum_payment}.")
-        if policy is not None:
-            checks = check_status(account, today=today)
-            if checks.refused_until:
-                intro.append(f"{checks}: take cash, a certified check or a card.")
-            cash, other = policy.payment_confirm_above_cash, policy.payment_confirm_above
-            limits = [
-                f"cash above ${cash:,}" if cash else "",
-                f"another tender above ${other:,}" if other else "",
-            ]
-            if cash or other:
-                intro.append(
-                    f"A payment by {' or '.join(filter(None, limits))} asks you to confirm the amount."
-                )
-        if request.method == "POST" and form.is_valid():
-            # The amount is above the limit of its tender: show the box that confirms it.
-            day_policy = _policy_or_none(timezone.localdate(form.cleaned_data["received_at"]))
-            if day_policy is not None and over_confirmation_limit(
-                day_policy, amount=form.cleaned_data["amount"], tender=form.cleaned_data["tender"]
-            ):
-                form.ask_confirmation()
-
-        def call(data):
-            try:
-                return services.payment_post(
-                    account=account,
-                    amount=data["amount"],
-                    tender=data["tender"],
-                    reference=data["reference"],
-                    received_at=data["received_at"],
-                    actor=request.user,
-                    over_limit_confirmed="on the payment form" if data["confirm_over_limit"] else "",
-                )
-            except PolicyNotConfigured as exc:
-                exc.field = "received_at"  # no policy on the day the payment was received
-                raise
-
-        def done(result):
-            payment, created = result
-            if created:
-                messages.success(request, f"Payment posted: receipt {payment.receipt_number}.")
-            else:
-                messages.warning(
-                    request,
-                    f"{payment.get_tender_display()} reference {payment.reference} was already posted "
-                    f"on {timezone.localtime(payment.created_at):%B %-d, %Y at %-I:%M %p}. "
-                    "Nothing new was posted; this is its receipt.",
-                )
-            return HttpResponseRedirect(reverse("admin:billing_payment_receipt", args=[payment.pk]))
-
-        return self._form_view(
-            request,
-            account=account,
-            title=f"Post a payment to account {account.number}",
-            form=form,
-            call=call,
-            done=done,
-            submit="Post payment",
-            intro=intro,
         )
 
     def payment_receipt(self, request, payment_id):
@@ -448,16 +563,6 @@ class MoneyViews:
             pk=payment_id,
         )
         returned = ReturnedPayment.objects.filter(payment=payment).select_related("actor").first()
-        fees = []
-        if returned is not None:
-            fees = list(
-                ChargedFee.objects.filter(
-                    account_id=payment.account_id,
-                    code__in=RETURN_FEE_CODES,
-                    transaction_id__gt=returned.transaction_id,
-                    description__contains=payment.receipt_number,
-                ).order_by("transaction_id")
-            )
         account = payment.account
         return self._render(
             request,
@@ -473,311 +578,13 @@ class MoneyViews:
                 },
                 "prepaid": account.billing_mode == Account.BillingMode.PREPAID,
                 "returned": returned,
-                "fees": fees,
+                "fees": return_fees(returned),
                 "coop_name": _coop_name(),
                 "account_url": _account_url(account.pk),
                 "can_return": returned is None and _may(request.user, "payment_return"),
                 "return_url": reverse("admin:billing_payment_return", args=[payment.pk]),
                 "opts": Account._meta,
             },
-        )
-
-    def payment_return(self, request, payment_id):
-        payment = get_object_or_404(Payment.objects.select_related("account__member"), pk=payment_id)
-        _require(request, "payment_return")
-        account = payment.account
-        form = self._bound(PaymentReturnForm, request, received_on=timezone.localdate(payment.received_at))
-
-        def call(data):
-            return services.payment_return(
-                payment=payment,
-                reason=data["reason"],
-                note=data["note"],
-                returned_on=data["returned_on"],
-                actor=request.user,
-            )
-
-        def done(record):
-            messages.success(
-                request,
-                f"Payment {payment.receipt_number} returned ({record.get_reason_display().lower()}). "
-                "The fees charged for it are listed below.",
-            )
-            return HttpResponseRedirect(reverse("admin:billing_payment_receipt", args=[payment.pk]))
-
-        return self._form_view(
-            request,
-            account=account,
-            title=f"Return payment {payment.receipt_number}",
-            form=form,
-            call=call,
-            done=done,
-            submit="Return payment",
-            intro=[
-                f"{payment.get_tender_display()} ${payment.amount}, reference {payment.reference}, "
-                f"received {timezone.localtime(payment.received_at):%B %-d, %Y}.",
-                "The payment is reversed and the policy's returned-payment fees are charged at once.",
-            ],
-            target=payment,
-        )
-
-    # -- fees --
-
-    def fee_charge(self, request, account_id):
-        account = self._account(account_id)
-        _require(request, "fee_charge")
-        form = self._bound(FeeChargeForm, request)
-
-        def call(data):
-            return services.fee_charge(account=account, code=data["fee"].code, actor=request.user)
-
-        def done(fee):
-            return self._done(request, account, f"Charged {fee.description}: ${fee.amount}.")
-
-        return self._form_view(
-            request,
-            account=account,
-            title="Charge a fee",
-            form=form,
-            call=call,
-            done=done,
-            submit="Charge fee",
-        )
-
-    def fee_waive(self, request, fee_id):
-        fee = get_object_or_404(ChargedFee.objects.select_related("account__member"), pk=fee_id)
-        _require(request, "fee_waive")
-        form = self._bound(FeeWaiveForm, request)
-
-        def call(data):
-            return services.fee_waive(fee=fee, actor=request.user, reason=data["reason"])
-
-        def done(fee):
-            return self._done(request, fee.account, f"Waived {fee.description} (${fee.amount}).")
-
-        return self._form_view(
-            request,
-            account=fee.account,
-            title=f"Waive a fee of account {fee.account.number}",
-            form=form,
-            call=call,
-            done=done,
-            submit="Waive fee",
-            intro=[f"{fee.description}: ${fee.amount}, charged {fee.charged_on:%B %-d, %Y}."],
-            target=fee,
-        )
-
-    # -- deposits --
-
-    def deposit_collect(self, request, account_id):
-        account = self._account(account_id)
-        _require(request, "deposit_collect")
-        intro, initial = [], {}
-        try:
-            required = services.deposit_required(account=account)
-        except CoopError as exc:
-            intro.append(str(exc))
-        else:
-            held = account_balances(account).deposit_held
-            intro.append(f"The policy requires a deposit of ${required}; ${held} is held.")
-            if required > held:
-                initial["amount"] = required - held
-        form = self._bound(DepositCollectForm, request, initial=initial)
-
-        # Transactions take increasing ids: one at or below the newest before the call was already there.
-        newest = Transaction.objects.order_by("-id").values_list("id", flat=True).first() or 0
-
-        def call(data):
-            return services.deposit_collect(
-                account=account,
-                amount=data["amount"],
-                tender=data["tender"],
-                reference=data["reference"].strip(),
-                actor=request.user,
-            )
-
-        def done(txn):
-            if txn.pk <= newest:  # the same deposit entered again: the service returned it
-                messages.warning(
-                    request,
-                    f"{txn.memo} was already collected on {timezone.localtime(txn.posted_at):%B %-d, %Y}. "
-                    "Nothing new was posted.",
-                )
-                return HttpResponseRedirect(_account_url(account.pk))
-            return self._done(request, account, f"Deposit collected: {txn.memo}.")
-
-        return self._form_view(
-            request,
-            account=account,
-            title="Collect a deposit",
-            form=form,
-            call=call,
-            done=done,
-            submit="Collect deposit",
-            intro=intro,
-        )
-
-    def deposit_apply(self, request, account_id):
-        account = self._account(account_id)
-        _require(request, "deposit_apply")
-        form = self._bound(DepositApplyForm, request)
-
-        def call(data):
-            return services.deposit_apply(
-                account=account, actor=request.user, reason=data["reason"], amount=data["amount"]
-            )
-
-        def done(txn):
-            return self._done(request, account, f"{txn.memo}.")
-
-        return self._form_view(
-            request,
-            account=account,
-            title="Apply the deposit",
-            form=form,
-            call=call,
-            done=done,
-            submit="Apply deposit",
-            intro=["The deposit pays arrears first, then the prepaid balance or the amount due."],
-        )
-
-    def deposit_refund(self, request, account_id):
-        account = self._account(account_id)
-        _require(request, "deposit_refund")
-        form = self._bound(DepositRefundForm, request)
-
-        def call(data):
-            return services.deposit_refund(
-                account=account, actor=request.user, reason=data["reason"], amount=data["amount"]
-            )
-
-        def done(txn):
-            return self._done(request, account, "Deposit refunded: it is in refunds payable, to be paid out.")
-
-        return self._form_view(
-            request,
-            account=account,
-            title="Refund the deposit",
-            form=form,
-            call=call,
-            done=done,
-            submit="Refund deposit",
-        )
-
-    # -- debt-management plans --
-
-    def plan_enroll(self, request, account_id):
-        account = self._account(account_id)
-        _require(request, "plan_enroll")
-        policy = _policy_or_none(timezone.localdate())
-        initial = {"share_percent": policy.debt_plan_share_percent} if policy else {}
-        form = self._bound(PlanEnrollForm, request, initial=initial)
-        intro = [f"Arrears now: ${account_balances(account).arrears}."]
-        if policy is not None:
-            intro.append(f"The policy's share is {policy.debt_plan_share_percent}% of each payment.")
-
-        def call(data):
-            return services.plan_enroll(
-                account=account,
-                actor=request.user,
-                share_percent=data["share_percent"],
-                override_reason=data["override_reason"],
-            )
-
-        def done(plan):
-            return self._done(
-                request,
-                account,
-                f"Enrolled ${plan.enrolled_amount} of arrears in a plan taking {plan.share_percent}% "
-                "of each payment.",
-            )
-
-        return self._form_view(
-            request,
-            account=account,
-            title="Enroll in a debt-management plan",
-            form=form,
-            call=call,
-            done=done,
-            submit="Enroll",
-            intro=intro,
-        )
-
-    def plan_cancel(self, request, plan_id):
-        plan = get_object_or_404(DebtPlan.objects.select_related("account__member"), pk=plan_id)
-        _require(request, "plan_cancel")
-        form = self._bound(PlanCancelForm, request)
-
-        def call(data):
-            return services.plan_cancel(plan=plan, actor=request.user, reason=data["reason"])
-
-        def done(plan):
-            return self._done(request, plan.account, "The debt-management plan is cancelled.")
-
-        return self._form_view(
-            request,
-            account=plan.account,
-            title="Cancel the debt-management plan",
-            form=form,
-            call=call,
-            done=done,
-            submit="Cancel plan",
-            intro=[
-                f"{plan.share_percent}% of each payment; ${plan.enrolled_amount} enrolled on "
-                f"{plan.enrolled_on:%B %-d, %Y}. The arrears stay on the account."
-            ],
-            target=plan,
-        )
-
-    # -- managers' corrections --
-
-    def adjustment_post(self, request, account_id):
-        account = self._account(account_id)
-        _require(request, "adjustment_post")
-        form = self._bound(AdjustmentForm, request)
-
-        def call(data):
-            return services.adjustment_post(
-                account=account, amount=form.signed_amount(), actor=request.user, reason=data["reason"]
-            )
-
-        def done(txn):
-            return self._done(request, account, f"{txn.memo} (${abs(form.signed_amount())}).")
-
-        where = "prepaid balance" if account.billing_mode == Account.BillingMode.PREPAID else "amount due"
-        return self._form_view(
-            request,
-            account=account,
-            title="Post an adjustment",
-            form=form,
-            call=call,
-            done=done,
-            submit="Post adjustment",
-            intro=[f"The adjustment moves the {where}, against billing adjustments."],
-        )
-
-    def arrears_write_off(self, request, account_id):
-        account = self._account(account_id)
-        _require(request, "arrears_write_off")
-        form = self._bound(WriteOffForm, request)
-
-        def call(data):
-            return services.arrears_write_off(
-                account=account, actor=request.user, reason=data["reason"], amount=data["amount"]
-            )
-
-        def done(txn):
-            return self._done(request, account, f"{txn.memo}.")
-
-        return self._form_view(
-            request,
-            account=account,
-            title="Write off arrears",
-            form=form,
-            call=call,
-            done=done,
-            submit="Write off",
-            intro=[f"Arrears now: ${account_balances(account).arrears}."],
         )
 
 

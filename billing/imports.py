@@ -37,8 +37,16 @@ from billing.exceptions import BillingError, DuplicatePayment, PaymentRefused
 from billing.models import Payment
 from billing.services import payment_post
 from coop.exceptions import CoopError, PolicyNotConfigured
-from coop.imports import RowProblem
-from coop.validators import CARD_NUMBER_MESSAGE, contains_card_number, mask_card_numbers
+from coop.imports import (
+    NOTHING_POSTED,
+    RowProblem,
+    column_name,
+    header_check,
+    header_empty,
+    open_file,
+    unreadable,
+)
+from coop.validators import CARD_NUMBER_MESSAGE, contains_card_number
 
 COLUMNS = ("account_number", "amount", "tender", "reference", "received_at")
 TENDERS = tuple(Payment.Tender.values)
@@ -149,36 +157,22 @@ class _Row:
 # --- Reading ------------------------------------------------------------------------------------
 
 
-def _column_name(raw: str) -> str:
-    return re.sub(r"[\s-]+", "_", raw.strip().lower())
-
-
 def _columns(header: list[str], *, name: str, default_tender: str | None) -> dict[str, int]:
     """Map each expected column to its position, or refuse the file naming every wrong column."""
-    names = [_column_name(h) for h in header]
-    # Masked: a file saved without its header row has a data row here, card number and all.
-    unknown = [
-        f"'{mask_card_numbers(h.strip())}'" if h.strip() else f"(a column with no name, column {i + 1})"
-        for i, h in enumerate(header)
-        if _column_name(h) not in COLUMNS
-    ]
-    repeated = sorted({n for n in names if n in COLUMNS and names.count(n) > 1})
+    checked = header_check(header, known=COLUMNS)
     required = [c for c in COLUMNS if c != "tender" or not default_tender]
-    missing = [c for c in required if c not in names]
-    if unknown or repeated or missing:
-        parts = []
-        if missing:
-            hint = " (or give --tender)" if "tender" in missing else ""
-            parts.append(f"missing required column(s): {', '.join(missing)}{hint}")
-        if unknown:
-            parts.append(f"unknown column(s): {', '.join(unknown)}")
-        if repeated:
-            parts.append(f"column(s) given twice: {', '.join(repeated)}")
+    missing = [c for c in required if not checked.has(c)]
+    parts = []
+    if missing:
+        hint = " (or give --tender)" if "tender" in missing else ""
+        parts.append(f"missing required column(s): {', '.join(missing)}{hint}")
+    parts += checked.problems()
+    if parts:
         raise PaymentFileError(
             f"{name}: {'; '.join(parts)}. The header row must name the columns "
             f"{', '.join(COLUMNS)} (tender may be left out when --tender is given). Nothing was posted."
         )
-    return {c: names.index(c) for c in COLUMNS if c in names}
+    return checked.positions(COLUMNS)
 
 
 def _decoded(handle, name: str) -> Iterator[str]:
@@ -199,18 +193,12 @@ def _records(path: Path, *, default_tender: str | None) -> Iterator[tuple[int, d
     Streams the file: one row in memory at a time. A UTF-8 byte order mark is accepted.
     """
     name = path.name
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise PaymentFileError(
-            f"{path}: cannot be read ({exc.strerror or exc}). Nothing was posted."
-        ) from exc
-    with handle:
+    with open_file(path, error=PaymentFileError, nothing=NOTHING_POSTED) as handle:
         reader = csv.reader(_decoded(handle, name))
         start = 1  # the physical line a record starts on (a quoted value may span lines)
         try:
             header = next(reader, None)
-            if header is None or not any(h.strip() for h in header):
+            if header_empty(header):
                 raise PaymentFileError(
                     f"{name}: the file is empty; it needs a header row. Nothing was posted."
                 )
@@ -254,7 +242,7 @@ def _parse_tender(text: str, default_tender: str | None) -> tuple[str | None, st
         if default_tender:
             return default_tender, None
         return None, "missing (or give --tender)"
-    tender = _column_name(text)
+    tender = column_name(text)
     if tender not in TENDERS:
         return None, f"unknown tender '{text}'; use one of {', '.join(TENDERS)}"
     return tender, None
@@ -569,7 +557,5 @@ def _fingerprint(path: Path) -> tuple[int, int]:
     try:
         stat = os.stat(path)
     except OSError as exc:
-        raise PaymentFileError(
-            f"{path}: cannot be read ({exc.strerror or exc}). Nothing was posted."
-        ) from exc
+        raise PaymentFileError(unreadable(path, exc, nothing=NOTHING_POSTED)) from exc
     return stat.st_size, stat.st_mtime_ns

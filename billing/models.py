@@ -238,6 +238,14 @@ class ChargedFee(models.Model):
         Transaction, null=True, blank=True, on_delete=models.PROTECT, related_name="waived_fee"
     )
     waive_reason = models.CharField(max_length=300, blank=True)
+    # The return that charged this fee (payment_return's returned-payment and collection fees), by
+    # its reversal transaction (ReturnedPayment.transaction, one per return), so the payment's
+    # receipt lists them by this link, not by searching descriptions. The transaction, not the
+    # return record: ledger transactions are never deleted, and the link never blocks ledger_audit
+    # from reporting a return record that was.
+    return_transaction = models.ForeignKey(
+        Transaction, null=True, blank=True, on_delete=models.PROTECT, related_name="return_fees"
+    )
     waived_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

@@ -43,7 +43,13 @@ from django_q import tasks as q
 
 from accounts.models import Account, ServiceHold
 from billing.models import DisconnectDecision
-from billing.selectors import account_balances, active_plan, disconnect_candidates
+from billing.selectors import (
+    account_balances,
+    active_plan,
+    disconnect_candidates,
+    initial_minimum_unpaid,
+    plan_share,
+)
 from coop.calendar import (
     SEARCH_LIMIT_DAYS,
     NoBusinessDayFound,
@@ -54,7 +60,7 @@ from coop.calendar import (
     to_local,
 )
 from coop.models import Policy
-from coop.money import CENT, split
+from coop.money import CENT
 from meters.models import ServiceOrder
 from meters.services import open_order, order_cancel, order_request
 
@@ -298,9 +304,7 @@ def is_restored(balance: Decimal, policy: Policy) -> bool:
 
 def _credited(payment: Decimal, *, share_percent, exempt: Decimal, arrears: Decimal) -> Decimal:
     """What of `payment` reaches the prepaid balance: billing.services.payment_post's split."""
-    splittable = payment - min(payment, exempt)
-    share, _ = split(splittable, share_percent)
-    return payment - min(share, max(arrears, ZERO))
+    return payment - plan_share(payment, share_percent=share_percent, exempt=exempt, arrears=arrears)
 
 
 def _grossed_up(short: Decimal, *, share_percent, exempt: Decimal, arrears: Decimal) -> Decimal:
@@ -327,8 +331,6 @@ def restore_amount_needed(account, *, on: datetime.date | None = None) -> Decima
     E: balance -5.50, restore level 20.00 -> 25.50. B with a 35% plan: 25.00 short -> 38.46
     (35% of 38.46 is 13.46 to arrears, 25.00 to the balance).
     """
-    from billing.services import _initial_minimum_unpaid  # the payment split's own rule
-
     on = on or local_today()
     policy = Policy.objects.in_force(on)
     balances = account_balances(account)
@@ -341,7 +343,7 @@ def restore_amount_needed(account, *, on: datetime.date | None = None) -> Decima
         needed = _grossed_up(
             short,
             share_percent=plan.share_percent,
-            exempt=_initial_minimum_unpaid(account, policy),
+            exempt=initial_minimum_unpaid(account, policy),
             arrears=balances.arrears,
         )
     return max(needed, policy.prepaid_minimum_payment)
@@ -454,8 +456,3 @@ def funded_disconnects_cancel() -> int:
                 credit_posted(account)
                 funded += 1
     return funded
-
-
-def reconnect_check_after_commit(account) -> None:
-    """The name billing.services.payment_post calls (kept so that function needs no edit)."""
-    credit_posted(account)

@@ -29,6 +29,15 @@ def split(total: Decimal, share_percent: Decimal) -> tuple[Decimal, Decimal]:
     return share, total - share
 
 
+def usd(value: Decimal | None, *, signed: bool = False, minus: str = "−") -> str:
+    """$1,234.50 and −$5.00 (a true minus sign); with `signed`, +$5.00 for a positive amount; ""
+    for None. Notices pass `minus="-"`: the true minus sign is not in GSM-7, an SMS's alphabet."""
+    if value is None:
+        return ""
+    sign = minus if value < 0 else ("+" if signed and value > 0 else "")
+    return f"{sign}${abs(value):,.2f}"
+
+
 class MoneyField(models.DecimalField):
     """An amount of money: 12 digits, 2 decimal places."""
 

@@ -22,6 +22,7 @@ from accounts.models import Account
 from billing.daily import daily_run, prepaid_ledger_accounts_ensure
 from billing.ledger import coop_ledger_account, ledger_apply_legs
 from billing.models import LedgerAccount, Leg, Rider, Tariff, TariffBlock, TaxRate, Transaction
+from billing.selectors import member_amount
 from coop.models import Policy
 from demo.seed import _RowWriter
 from meters.models import MeterInstallation, MeterRead
@@ -99,7 +100,7 @@ def build_daily_history(*, today: datetime.date, seed: int, days: int = DAYS, pr
         # Accounts with a money history already hold credit from their top-ups: the opening
         # adjustment makes up the difference to the target.
         credit = {
-            pk: -balance
+            pk: member_amount(P.PREPAID_CREDIT, balance)
             for pk, balance in LedgerAccount.objects.filter(purpose=P.PREPAID_CREDIT).values_list(
                 "account_id", "balance"
             )

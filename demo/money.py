@@ -61,7 +61,7 @@ from billing.models import (
     ReturnedPayment,
     Transaction,
 )
-from billing.selectors import check_restricted_until
+from billing.selectors import balances_from, check_restricted_until
 from coop.models import Policy
 
 ONE_DAY = datetime.timedelta(days=1)
@@ -820,8 +820,7 @@ def _tally(summary: MoneySummary, *, today: datetime.date) -> None:
         "purpose", "balance"
     ):
         totals[purpose] = totals.get(purpose, ZERO) + balance
-    summary.prepaid_credit = -totals.get(P.PREPAID_CREDIT, ZERO)
-    summary.deposit_held = -totals.get(P.DEPOSIT_HELD, ZERO)
-    summary.amount_due = totals.get(P.AMOUNT_DUE, ZERO)
-    summary.arrears_total = totals.get(P.ARREARS, ZERO)
+    balances = balances_from(totals)
+    summary.prepaid_credit, summary.deposit_held = balances.prepaid_credit, balances.deposit_held
+    summary.amount_due, summary.arrears_total = balances.amount_due, balances.arrears
     summary.transactions = Transaction.objects.count()

@@ -11,12 +11,12 @@ year and month links are an unbounded query over the whole table.
 
 from django.contrib import admin
 
-from coop.admin_tools import BigTableAdmin
+from coop.admin_tools import BigTableAdmin, NoWritesMixin
 from meters.models import MeterRead
 
 
 @admin.register(MeterRead)
-class MeterReadAdmin(BigTableAdmin):
+class MeterReadAdmin(NoWritesMixin, BigTableAdmin):
     list_display = ("meter", "day", "kwh", "quality", "estimated_kwh", "register", "source", "source_name")
     list_select_related = ("meter",)
     list_filter = ("quality", "source")
@@ -38,12 +38,3 @@ class MeterReadAdmin(BigTableAdmin):
         "received_at",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -33,7 +33,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from xml.parsers import expat
 
-from coop.imports import RowProblem
+from coop.imports import NOTHING_IMPORTED, RowProblem, open_file
 from meters.exceptions import ReadsImportError
 
 UOM_WH = "72"
@@ -379,13 +379,7 @@ def parse(path) -> GreenButtonFile:
     as a whole cannot be used; bad readings are listed in `problems`."""
     path = Path(path)
     parser = _Parser(path.name)
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise GreenButtonError(
-            f"{path}: cannot be read ({exc.strerror or exc}). Nothing was imported."
-        ) from exc
-    with handle:
+    with open_file(path, error=GreenButtonError, nothing=NOTHING_IMPORTED) as handle:
         parser.feed(handle)
     if parser.usage_points > 1:
         raise GreenButtonError(

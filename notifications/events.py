@@ -30,7 +30,7 @@ from billing.events import (
     PaymentReturned,
 )
 from billing.models import DebtPlan, Deduction, LedgerAccount, Payment, ReturnedPayment, Transaction
-from billing.selectors import account_balances
+from billing.selectors import account_balances, member_amount
 from coop import events
 from coop.calendar import local_date, local_today, to_local
 from coop.models import Policy
@@ -320,7 +320,7 @@ def notify_pending_disconnects(
                 "first_name": row["member__first_name"],
                 "last_name": row["member__last_name"],
                 "account": row["number"],
-                "balance": usd(-(row["debit"] or ZERO)),
+                "balance": usd(member_amount(LedgerAccount.Purpose.PREPAID_CREDIT, row["debit"] or ZERO)),
                 "days": row["days_left"],
                 **window,
             }

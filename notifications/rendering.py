@@ -31,6 +31,7 @@ from django.template.defaulttags import ForNode
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
+from coop import money
 from notifications import gsm7
 from notifications.defaults import defaults
 from notifications.exceptions import TemplateInvalid
@@ -51,10 +52,7 @@ class Rendered:
 
 def usd(value: Decimal | None) -> str:
     """$1,234.50 and -$5.00 (an ASCII minus: it is in GSM-7, the true minus sign is not)."""
-    if value is None:
-        return ""
-    sign = "-" if value < 0 else ""
-    return f"{sign}${abs(value):,.2f}"
+    return money.usd(value, minus="-")
 
 
 def short_time(t: datetime.time) -> str:

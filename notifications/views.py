@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 
-from notifications import services
+from notifications import webhooks
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
@@ -37,7 +37,7 @@ def signature_valid(request) -> bool:
 def twilio_status(request):
     if not signature_valid(request):
         return HttpResponseForbidden("Invalid Twilio signature.")
-    services.sms_status_record(params=request.POST.dict(), message_hint=request.GET.get("m"))
+    webhooks.sms_status_record(params=request.POST.dict(), message_hint=request.GET.get("m"))
     return HttpResponse(status=204)
 
 
@@ -46,5 +46,5 @@ def twilio_status(request):
 def twilio_inbound(request):
     if not signature_valid(request):
         return HttpResponseForbidden("Invalid Twilio signature.")
-    twiml = services.sms_inbound_handle(params=request.POST.dict())
+    twiml = webhooks.sms_inbound_handle(params=request.POST.dict())
     return HttpResponse(twiml, content_type="application/xml")

@@ -11,7 +11,7 @@ import time_machine
 from django.core import mail
 from django.db import connection, transaction
 
-from notifications import events, services, transports
+from notifications import events, services, transports, webhooks
 from notifications.exceptions import NotResendable
 from notifications.models import Message
 from notifications.tests.conftest import FakeTwilioHttp, member_with, pref, prepaid_account
@@ -204,7 +204,7 @@ def test_twilios_callback_arriving_before_the_worker_records_the_send_is_kept(po
         transport = "twilio"
 
         def send(self, outgoing):
-            services.sms_status_record(
+            webhooks.sms_status_record(
                 params={"MessageSid": "SMfast", "MessageStatus": "delivered"}, message_hint=str(outgoing.id)
             )
             return "SMfast"

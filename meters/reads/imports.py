@@ -1,4 +1,4 @@
-"""Meter reads: importing them from files, estimating the missing ones, listing a meter's reads.
+"""Importing meter reads from files (CSV, Green Button) or from rows given in memory.
 
 A read is one meter's energy use on one local day of the cooperative (meters.models.MeterRead);
 (meter, day) is its idempotency key.
@@ -41,7 +41,7 @@ the file's range of days only, new reads are one INSERT ... SELECT and replaced 
 UPDATE ... FROM. Values are carried as integer thousandths of a kWh (Wh), so SQLite's floating
 point never rounds a read.
 
-Estimating (`reads_estimate_missing`) and listing (`meter_reads`): see their docstrings.
+Estimating is meters/reads/estimation.py; listing a meter's reads meters/reads/selectors.py.
 """
 
 import csv
@@ -56,12 +56,12 @@ from pathlib import Path
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.models import Account
 from coop.calendar import coop_zone, local_today
-from coop.imports import RowProblem
+from coop.imports import NOTHING_IMPORTED, RowProblem, header_check, header_empty, open_file, unreadable
 from meters import greenbutton
 from meters.exceptions import ReadsImportError, UnknownMeter
-from meters.models import Meter, MeterInstallation, MeterRead
+from meters.models import Meter, MeterRead
+from meters.reads._common import _READS, ACTUAL, ESTIMATED, _milli_sql
 
 KWH, REGISTER = "kwh", "register"
 CSV_COLUMNS = ("meter", "date", "kwh", "register")
@@ -74,9 +74,7 @@ ONE_DAY = datetime.timedelta(days=1)
 EARLIEST_YEAR = 1900
 NUL_REASON = "contains a NUL character (byte 0); export the file again as plain CSV"
 SOURCE_NAME_MAX = MeterRead._meta.get_field("source_name").max_length
-ACTUAL, ESTIMATED = MeterRead.Quality.ACTUAL.value, MeterRead.Quality.ESTIMATED.value
 
-_READS = MeterRead._meta.db_table
 _METERS = Meter._meta.db_table
 _STAGE, _DAYS, _FINAL = "meters_reads_stage", "meters_reads_days", "meters_reads_final"
 _ACTIONS = "meters_reads_actions"
@@ -257,38 +255,25 @@ def _staging(cursor) -> Iterator[_Stage]:
 # --- Reading the files ----------------------------------------------------------------------------
 
 
-def _column_name(raw: str) -> str:
-    return re.sub(r"[\s-]+", "_", raw.strip().lower())
-
-
 def _header(header: list[str], *, meter_serial: str | None) -> tuple[dict[str, int], str] | str:
     """The position of each column and the kind of value (kwh or register), or what is wrong."""
-    names = [_column_name(h) for h in header]
-    unknown = [
-        f"'{h.strip()}'" if h.strip() else f"(no name, column {i + 1})"
-        for i, h in enumerate(header)
-        if _column_name(h) not in CSV_COLUMNS
-    ]
-    repeated = sorted({n for n in names if n in CSV_COLUMNS and names.count(n) > 1})
-    missing = [c for c in ("meter", "date") if c not in names and (c != "meter" or not meter_serial)]
+    checked = header_check(header, known=CSV_COLUMNS)
+    missing = [c for c in ("meter", "date") if not checked.has(c) and (c != "meter" or not meter_serial)]
     parts = []
     if missing:
         parts.append(f"missing column(s): {', '.join(missing)}")
-    if KWH not in names and REGISTER not in names:
+    if not checked.has(KWH) and not checked.has(REGISTER):
         parts.append("missing column: kwh or register")
-    if KWH in names and REGISTER in names:
+    if checked.has(KWH) and checked.has(REGISTER):
         parts.append("both kwh and register; give one of them")
-    if unknown:
-        parts.append(f"unknown column(s): {', '.join(unknown)}")
-    if repeated:
-        parts.append(f"column(s) given twice: {', '.join(repeated)}")
+    parts += checked.problems()
     if parts:
         hint = " (meter may be left out when --meter is given)" if "meter" in missing else ""
         return (
             f"{'; '.join(parts)}. The header row must name the columns meter, date and either kwh or "
             f"register{hint}."
         )
-    return {c: names.index(c) for c in CSV_COLUMNS if c in names}, (KWH if KWH in names else REGISTER)
+    return checked.positions(CSV_COLUMNS), (KWH if checked.has(KWH) else REGISTER)
 
 
 def _first_undecodable_line(path: Path) -> int | str:
@@ -306,17 +291,13 @@ def _first_undecodable_line(path: Path) -> int | str:
 def _stage_csv(
     path: Path, stage: _Stage, *, meter_serial: str | None, today, report: ReadsImportReport
 ) -> None:
-    try:
-        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise ReadsImportError(
-            f"{path}: cannot be read ({exc.strerror or exc}). Nothing was imported."
-        ) from exc
-    with handle:
+    with open_file(
+        path, error=ReadsImportError, nothing=NOTHING_IMPORTED, encoding="utf-8-sig", newline=""
+    ) as handle:
         reader = csv.reader(handle)
         try:
             header = next(reader, None)
-            if header is None or not any(h.strip() for h in header):
+            if header_empty(header):
                 report.errors.append(ReadProblem(1, "header", "the file is empty; it needs a header row"))
                 return
             checked = _header(header, meter_serial=meter_serial)
@@ -486,21 +467,13 @@ def _file_format(path: Path) -> str:
         with open(path, "rb") as handle:
             head = handle.read(4096)
     except OSError as exc:
-        raise ReadsImportError(
-            f"{path}: cannot be read ({exc.strerror or exc}). Nothing was imported."
-        ) from exc
+        raise ReadsImportError(unreadable(path, exc, nothing=NOTHING_IMPORTED)) from exc
     if head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"<"):
         return MeterRead.Source.GREEN_BUTTON
     return MeterRead.Source.CSV
 
 
 # --- Checking against the database, and writing ---------------------------------------------------
-
-
-def _milli_sql(column: str) -> str:
-    # Exact on both databases: PostgreSQL's numeric(12,3) times 1000 is a whole number, and on
-    # SQLite (where decimals are stored as REAL) ROUND takes away the binary fraction's error.
-    return f"CAST(ROUND({column} * 1000) AS BIGINT)"
 
 
 def _span_sql(previous: str) -> str:
@@ -883,103 +856,3 @@ def reads_import_rows(
         _drop_temp_tables(cursor)
     _sort(report)
     return report
-
-
-@transaction.atomic
-def reads_estimate_missing(*, day: datetime.date) -> int:
-    """Estimate the read of every meter that should have one for local `day` and has none.
-
-    Which meters: installed on `day` (installed_on <= day, and not removed before it) at a location
-    whose account is active or disconnected (its status now), with no read at all for `day`.
-
-    A meter whose account is disconnected (its switch open) is estimated at 0 kWh: it should not
-    be charged a guess of the usage it cannot have.
-
-    Otherwise the method: the average of the meter's actual reads on the same weekday of the
-    previous four weeks (day - 7, - 14, - 21, - 28), of those days that have one; if none has, the
-    average of its
-    actual reads over the previous seven days (day - 1 ... day - 7); if there is none of those
-    either, 0. Estimated reads never feed an estimate, so an outage does not carry one guess into
-    the next. The average is rounded half up to 0.001 kWh, in integer watt-hours so that SQLite and
-    PostgreSQL round alike.
-
-    One INSERT ... SELECT whatever the number of meters, and idempotent: a meter that has a read for
-    the day (an earlier estimate included) is left alone, so a second call adds nothing. Returns
-    the number of estimates made.
-    """
-    if isinstance(day, datetime.datetime) or not isinstance(day, datetime.date):
-        raise TypeError(f"day must be a local date of the cooperative, not {day!r}")
-    ops = connection.ops
-
-    def d(n: int):
-        return ops.adapt_datefield_value(day - datetime.timedelta(days=n))
-
-    installations = MeterInstallation._meta.db_table
-    accounts = Account._meta.db_table
-    stored = _milli_sql("kwh")
-
-    def average(sums: str) -> str:
-        # Rounded half up: (2 * sum + count) div (2 * count), all whole numbers (sums are >= 0).
-        return f"({sums}.wh * 2 + {sums}.n) / ({sums}.n * 2)"
-
-    sql = f"""
-        INSERT INTO {_READS}
-            (meter_id, day, kwh, register, quality, source, source_name, estimated_kwh, received_at)
-        SELECT t.meter_id, %s,
-               CASE WHEN t.serving = 0 THEN 0
-                    WHEN w.n > 0 THEN {average("w")} WHEN l.n > 0 THEN {average("l")} ELSE 0 END / 1000.0,
-               NULL, '{ESTIMATED}', '{MeterRead.Source.ESTIMATE.value}', '', NULL, %s
-        FROM (
-            SELECT i.meter_id, MAX(CASE WHEN a.status = %s THEN 1 ELSE 0 END) AS serving
-            FROM {installations} i
-            JOIN {accounts} a ON a.location_id = i.location_id AND a.status IN (%s, %s)
-            WHERE i.installed_on <= %s AND (i.removed_on IS NULL OR i.removed_on >= %s)
-              AND NOT EXISTS (SELECT 1 FROM {_READS} x WHERE x.meter_id = i.meter_id AND x.day = %s)
-            GROUP BY i.meter_id
-        ) t
-        LEFT JOIN (
-            SELECT meter_id, CAST(SUM({stored}) AS BIGINT) AS wh, COUNT(*) AS n FROM {_READS}
-            WHERE quality = '{ACTUAL}' AND day IN (%s, %s, %s, %s) GROUP BY meter_id
-        ) w ON w.meter_id = t.meter_id
-        LEFT JOIN (
-            SELECT meter_id, CAST(SUM({stored}) AS BIGINT) AS wh, COUNT(*) AS n FROM {_READS}
-            WHERE quality = '{ACTUAL}' AND day BETWEEN %s AND %s GROUP BY meter_id
-        ) l ON l.meter_id = t.meter_id
-        WHERE TRUE
-        ON CONFLICT (meter_id, day) DO NOTHING
-    """
-    params = [
-        d(0),
-        ops.adapt_datetimefield_value(timezone.now()),
-        Account.Status.ACTIVE.value,
-        Account.Status.ACTIVE.value,
-        Account.Status.DISCONNECTED.value,
-        d(0),
-        d(0),
-        d(0),
-        d(7),
-        d(14),
-        d(21),
-        d(28),
-        d(7),
-        d(1),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
-
-
-def meter_reads(
-    *, meter_serial: str, start: datetime.date | None = None, end: datetime.date | None = None
-) -> Iterator[tuple[datetime.date, Decimal, str]]:
-    """(day, kWh, quality) of each read of one meter from `start` to `end` (inclusive, either open),
-    in date order, streamed. Raises UnknownMeter."""
-    meter = Meter.objects.filter(serial=meter_serial).only("pk").first()
-    if meter is None:
-        raise UnknownMeter(f"No meter has the serial number {meter_serial}.")
-    reads = MeterRead.objects.filter(meter=meter)
-    if start is not None:
-        reads = reads.filter(day__gte=start)
-    if end is not None:
-        reads = reads.filter(day__lte=end)
-    return reads.order_by("day").values_list("day", "kwh", "quality").iterator(chunk_size=5000)
