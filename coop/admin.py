@@ -16,7 +16,7 @@ from django.urls import reverse
 from simple_history.admin import SimpleHistoryAdmin
 
 from coop import admin_q, services  # noqa: F401 (admin_q: django-q2's records, read-only)
-from coop.admin_tools import NoCardNumbersMixin
+from coop.admin_tools import NoCardNumbersMixin, NoDeleteMixin, adopt
 from coop.calendar import local_today
 from coop.exceptions import PolicyNotConfigured
 from coop.models import BillingCycle, FeeScheduleEntry, OfficeClosure, Policy, WeatherHold
@@ -35,11 +35,7 @@ class ServiceHistoryAdmin(NoCardNumbersMixin, SimpleHistoryAdmin):
                 raise PermissionDenied
         return super().history_form_view(request, object_id, version_id, extra_context)
 
-    @staticmethod
-    def _adopt(obj, saved) -> None:
-        """Let the admin (log entry, redirect, message) see the row the service saved."""
-        obj.__dict__.update({k: v for k, v in saved.__dict__.items() if not k.startswith("_")})
-        obj._state.adding = False
+    _adopt = staticmethod(adopt)
 
 
 # --- Policy ---------------------------------------------------------------------------------------
@@ -176,7 +172,7 @@ class PolicyAdmin(ServiceHistoryAdmin):
 
 
 @admin.register(BillingCycle)
-class BillingCycleAdmin(ServiceHistoryAdmin):
+class BillingCycleAdmin(NoDeleteMixin, ServiceHistoryAdmin):
     list_display = ("code", "name", "bill_day", "due_day", "is_active")
     list_filter = ("is_active",)
     search_fields = ("code", "name")
@@ -196,7 +192,7 @@ class BillingCycleAdmin(ServiceHistoryAdmin):
 
 
 @admin.register(FeeScheduleEntry)
-class FeeScheduleEntryAdmin(ServiceHistoryAdmin):
+class FeeScheduleEntryAdmin(NoDeleteMixin, ServiceHistoryAdmin):
     list_display = ("code", "description", "amount", "is_active")
     list_filter = ("is_active",)
     search_fields = ("code", "description")
@@ -217,7 +213,7 @@ class FeeScheduleEntryAdmin(ServiceHistoryAdmin):
 # --- Office closures and weather holds ------------------------------------------------------------
 
 
-class DateRangeAdmin(ServiceHistoryAdmin):
+class DateRangeAdmin(NoDeleteMixin, ServiceHistoryAdmin):
     list_display = ("start_date", "end_date", "reason", "entered_by", "entered_at")
     list_select_related = ("entered_by",)
     readonly_fields = ("entered_by", "entered_at")

@@ -184,6 +184,47 @@ class NoWritesMixin:
         return False
 
 
+def adopt(obj, saved) -> None:
+    """Let the admin (log entry, redirect, message) see the row the service saved."""
+    obj.__dict__.update({k: v for k, v in saved.__dict__.items() if not k.startswith("_")})
+    obj._state.adding = False
+
+
+class ServiceSaveMixin:
+    """The add and change forms save through the app's services: `create_service(actor=...,
+    **fields)` and `update_service(actor=..., <update_kwarg>=obj, **changed fields)`, each
+    recording who in the row's history (coop/history.py). The form only validates."""
+
+    create_service = None
+    update_service = None
+    update_kwarg = ""
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            fields = {name: data[name] for name in form.changed_data if name in data}
+            if not fields:
+                return  # nothing changed: no write, no history row
+            saved = self.update_service(actor=request.user, **{self.update_kwarg: obj}, **fields)
+        else:
+            fields = {name: data[name] for name in form.fields if name in data}
+            saved = self.create_service(actor=request.user, **fields)
+        adopt(obj, saved)
+
+
+class NoDeleteMixin:
+    """No delete here, whatever the user's permissions: for rows whose writes go through services
+    that have no delete (a fee entry is made inactive, a hold is ended, a meter is removed)."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
 class ReadOnlyInline(NoWritesMixin):
     """Mixin for inlines that only show related rows (with a link to each): no add, change or
     delete here whatever the user's permissions, which keep applying on the rows' own pages."""
