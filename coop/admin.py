@@ -213,7 +213,7 @@ class FeeScheduleEntryAdmin(NoDeleteMixin, ServiceHistoryAdmin):
 # --- Office closures and weather holds ------------------------------------------------------------
 
 
-class DateRangeAdmin(NoDeleteMixin, ServiceHistoryAdmin):
+class DateRangeAdmin(ServiceHistoryAdmin):
     list_display = ("start_date", "end_date", "reason", "entered_by", "entered_at")
     list_select_related = ("entered_by",)
     readonly_fields = ("entered_by", "entered_at")
@@ -237,6 +237,15 @@ class DateRangeAdmin(NoDeleteMixin, ServiceHistoryAdmin):
         else:
             saved = self.create_service(**kwargs)
         self._adopt(obj, saved)
+
+    def delete_model(self, request, obj):
+        services.date_range_delete(actor=request.user, entry=obj)
+
+    def get_actions(self, request):
+        # Bulk delete would go past the service: one at a time.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
 
 @admin.register(OfficeClosure)

@@ -20,6 +20,7 @@ from django.db import transaction
 from coop import presets
 from coop.calendar import local_today
 from coop.exceptions import PolicyHistoryLocked
+from coop.history import delete_with_history
 from coop.models import BillingCycle, FeeScheduleEntry, OfficeClosure, Policy, WeatherHold
 from coop.validators import check_texts
 
@@ -351,3 +352,9 @@ def weather_hold_update(
     *, actor, hold: WeatherHold, start_date: datetime.date, end_date: datetime.date, reason: str
 ) -> WeatherHold:
     return _date_range_save(hold, actor=actor, start_date=start_date, end_date=end_date, reason=reason)
+
+
+@transaction.atomic
+def date_range_delete(*, actor, entry: OfficeClosure | WeatherHold) -> None:
+    """Delete a closure or weather hold entered by mistake; its history keeps who deleted it."""
+    delete_with_history(entry, actor=actor)

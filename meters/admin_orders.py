@@ -159,6 +159,10 @@ class ServiceOrderAdmin(BigTableAdmin):
         # reading: every field is read-only and a save would write the row past the services.
         return obj is None and super().has_change_permission(request)
 
+    def save_model(self, request, obj, form, change):
+        # Unreachable (the page is view-only); here so no future edit saves an order past them.
+        raise PermissionDenied("Service orders change only through their actions.")
+
     def has_delete_permission(self, request, obj=None):
         return False
 
