@@ -40,6 +40,7 @@ from coop.admin_tools import (
     ReadOnlyInline,
     ServiceSaveMixin,
     adopt,
+    check_constraints_on,
 )
 from coop.validators import no_card_number
 
@@ -217,11 +218,7 @@ class AccountForm(forms.ModelForm):
             # A new account starts pending, which is "open": the form cannot see that
             # constraint by itself because status is not one of its fields.
             candidate = Account(location=location, status=Account.Status.PENDING)
-            others = {f.name for f in Account._meta.fields} - {"location", "status"}
-            try:
-                candidate.validate_constraints(exclude=others)
-            except ValidationError as e:
-                self.add_error("location", e.messages)
+            check_constraints_on(self, "location", candidate, involving=("location", "status"))
         return cleaned
 
 

@@ -17,7 +17,7 @@ import re
 import phonenumbers
 from django.conf import settings
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import models
 from django.db.models import QuerySet
@@ -210,6 +210,17 @@ class ServiceSaveMixin:
             fields = {name: data[name] for name in form.fields if name in data}
             saved = self.create_service(actor=request.user, **fields)
         adopt(obj, saved)
+
+
+def check_constraints_on(form, field: str, candidate: models.Model, *, involving: tuple[str, ...]) -> None:
+    """Report on the form's `field` the model constraints over the fields `involving` that
+    `candidate` breaks (a row with the form's value and the values the new row will have outside
+    the form): constraints a form cannot see by itself, as they involve a field not its own."""
+    others = {f.name for f in candidate._meta.fields} - set(involving)
+    try:
+        candidate.validate_constraints(exclude=others)
+    except ValidationError as e:
+        form.add_error(field, e.messages)
 
 
 class NoDeleteMixin:

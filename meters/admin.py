@@ -13,7 +13,6 @@ admin is registered again from here, the higher app.
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, Subquery
 
 from accounts.admin import ServiceLocationAdmin
@@ -25,6 +24,7 @@ from coop.admin_tools import (
     ReadOnlyInline,
     ServiceSaveMixin,
     adopt,
+    check_constraints_on,
 )
 from meters import services
 from meters.models import Meter, MeterInstallation
@@ -92,11 +92,7 @@ class InstallForm(forms.ModelForm):
             # The form cannot see the one-installation-per-meter constraint by itself: it is
             # conditioned on removed_on, which is not one of its fields (a new one is installed).
             candidate = MeterInstallation(meter=cleaned["meter"], removed_on=None)
-            others = {f.name for f in MeterInstallation._meta.fields} - {"meter", "removed_on"}
-            try:
-                candidate.validate_constraints(exclude=others)
-            except ValidationError as e:
-                self.add_error("meter", e.messages)
+            check_constraints_on(self, "meter", candidate, involving=("meter", "removed_on"))
         return cleaned
 
 
