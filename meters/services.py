@@ -601,6 +601,7 @@ def order_retry(*, order_id, actor) -> ServiceOrder:
     return noted
 
 
+@transaction.atomic
 def order_confirm_by_hand(*, order_id, actor) -> ServiceOrder:
     """A clerk confirms a field order the line crew reports done (order_confirm records who).
     A head-end order is confirmed by its head-end, never by hand."""
