@@ -96,6 +96,24 @@ class InstallForm(forms.ModelForm):
         return cleaned
 
 
+class RemoveForm(forms.ModelForm):
+    """An installation's removal day, the one thing changed on an installation."""
+
+    class Meta:
+        model = MeterInstallation
+        fields = ("removed_on",)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("removed_on"):
+            # installed_on is read-only here, so the form alone would skip the constraint on both.
+            candidate = MeterInstallation(
+                installed_on=self.instance.installed_on, removed_on=cleaned["removed_on"]
+            )
+            check_constraints_on(self, "removed_on", candidate, involving=("installed_on", "removed_on"))
+        return cleaned
+
+
 @admin.register(MeterInstallation)
 class MeterInstallationAdmin(NoDeleteMixin, BigTableAdmin, HistoryAdmin):
     list_display = ("meter", "location", "installed_on", "removed_on")
@@ -108,8 +126,7 @@ class MeterInstallationAdmin(NoDeleteMixin, BigTableAdmin, HistoryAdmin):
     ordering = ("-id",)  # newest records first, read from the primary key index
 
     def get_form(self, request, obj=None, **kwargs):
-        if obj is None:
-            kwargs["form"] = InstallForm
+        kwargs["form"] = InstallForm if obj is None else RemoveForm
         return super().get_form(request, obj, **kwargs)
 
     def get_fields(self, request, obj=None):

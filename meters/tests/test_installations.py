@@ -30,6 +30,11 @@ def test_the_admin_installs_and_removes_a_meter_through_the_services(client, bos
     installation = MeterInstallation.objects.get()
     assert installation.history.get().history_user == boss
     url = reverse("admin:meters_meterinstallation_change", args=[installation.pk])
+    response = client.post(url, {"removed_on": "2024-12-31"})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["removed_on"] == [
+        "A meter cannot be removed before it was installed."
+    ]
     response = client.post(url, {"removed_on": "2025-06-30"})
     assert response.status_code == 302
     installation.refresh_from_db()
