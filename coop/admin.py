@@ -16,14 +16,15 @@ from django.urls import reverse
 from simple_history.admin import SimpleHistoryAdmin
 
 from coop import admin_q, services  # noqa: F401 (admin_q: django-q2's records, read-only)
-from coop.admin_tools import NoCardNumbersMixin, NoDeleteMixin, adopt
+from coop.admin_tools import NoCardNumbersMixin, adopt
 from coop.calendar import local_today
 from coop.exceptions import PolicyNotConfigured
 from coop.models import BillingCycle, FeeScheduleEntry, OfficeClosure, Policy, WeatherHold
 
 
 class ServiceHistoryAdmin(NoCardNumbersMixin, SimpleHistoryAdmin):
-    """SimpleHistoryAdmin whose saves go through a service (subclasses implement save_model)."""
+    """SimpleHistoryAdmin whose saves go through a service (subclasses implement save_model) and
+    whose deletes through setting_entry_delete (PolicyAdmin has its own)."""
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         # django-simple-history accepts a "Revert" POST from anyone who may merely *view* the
@@ -36,6 +37,13 @@ class ServiceHistoryAdmin(NoCardNumbersMixin, SimpleHistoryAdmin):
         return super().history_form_view(request, object_id, version_id, extra_context)
 
     _adopt = staticmethod(adopt)
+
+    def delete_model(self, request, obj):
+        services.setting_entry_delete(actor=request.user, entry=obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
 
 
 # --- Policy ---------------------------------------------------------------------------------------
@@ -172,7 +180,7 @@ class PolicyAdmin(ServiceHistoryAdmin):
 
 
 @admin.register(BillingCycle)
-class BillingCycleAdmin(NoDeleteMixin, ServiceHistoryAdmin):
+class BillingCycleAdmin(ServiceHistoryAdmin):
     list_display = ("code", "name", "bill_day", "due_day", "is_active")
     list_filter = ("is_active",)
     search_fields = ("code", "name")
@@ -192,7 +200,7 @@ class BillingCycleAdmin(NoDeleteMixin, ServiceHistoryAdmin):
 
 
 @admin.register(FeeScheduleEntry)
-class FeeScheduleEntryAdmin(NoDeleteMixin, ServiceHistoryAdmin):
+class FeeScheduleEntryAdmin(ServiceHistoryAdmin):
     list_display = ("code", "description", "amount", "is_active")
     list_filter = ("is_active",)
     search_fields = ("code", "description")
@@ -237,15 +245,6 @@ class DateRangeAdmin(ServiceHistoryAdmin):
         else:
             saved = self.create_service(**kwargs)
         self._adopt(obj, saved)
-
-    def delete_model(self, request, obj):
-        services.date_range_delete(actor=request.user, entry=obj)
-
-    def get_actions(self, request):
-        # Bulk delete would go past the service: one at a time.
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
 
 @admin.register(OfficeClosure)

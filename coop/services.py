@@ -355,6 +355,9 @@ def weather_hold_update(
 
 
 @transaction.atomic
-def date_range_delete(*, actor, entry: OfficeClosure | WeatherHold) -> None:
-    """Delete a closure or weather hold entered by mistake; its history keeps who deleted it."""
+def setting_entry_delete(
+    *, actor, entry: BillingCycle | FeeScheduleEntry | OfficeClosure | WeatherHold
+) -> None:
+    """Delete a billing cycle, fee entry, office closure or weather hold (one entered by mistake;
+    a cycle still used by an account is protected); its history keeps who deleted it."""
     delete_with_history(entry, actor=actor)
