@@ -8,6 +8,13 @@ or the list action), which checks the lifecycle, writes the audit record and ref
 only the meter's switch may make (disconnected <-> active, closing an active account): those
 happen when a service order is confirmed. A manager's reconnect of an unfunded account is its
 own button on the account page (meters/admin_orders.py), which requests the reconnect order.
+
+Every form and action here only validates and calls one service of accounts/services.py, which
+records who (and why) in the row's history with the change: members and locations
+(member_create/update, location_create/update), accounts (account_open, account_change_cycle,
+accounts_change_status_by_hand), holds (hold_create/update/end). Nothing is deleted here: a hold
+is ended, an account closed. The location page's meters (its list column and installations) are
+added by meters/admin.py, which knows meters; accounts does not.
 """
 
 from django import forms
@@ -15,7 +22,6 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce, Upper
 from django.forms.models import BaseInlineFormSet
@@ -23,11 +29,21 @@ from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from accounts.exceptions import IllegalStatusTransition
+from accounts import services
+from accounts.exceptions import BulkStatusChangeRefused
 from accounts.models import Account, AccountStatusChange, Member, ServiceHold, ServiceLocation
-from coop.admin_tools import BigTableAdmin, HistoryAdmin, NoCardNumbersMixin, NoWritesMixin, ReadOnlyInline
-from coop.validators import ValueRefused, no_card_number
-from meters.models import MeterInstallation
+from coop.admin_tools import (
+    BigTableAdmin,
+    HistoryAdmin,
+    NoCardNumbersMixin,
+    NoDeleteMixin,
+    NoWritesMixin,
+    ReadOnlyInline,
+    ServiceSaveMixin,
+    adopt,
+    check_constraints_on,
+)
+from coop.validators import no_card_number
 
 STATUS_CHANGES_SHOWN = 20  # on the account page; the full trail is on its own list page
 STATUS_ACTION_LIMIT = 100  # accounts one "Change status" action may move at once
@@ -55,7 +71,10 @@ class AccountsOfMemberInline(ReadOnlyInline, admin.TabularInline):
 
 
 @admin.register(Member)
-class MemberAdmin(BigTableAdmin, HistoryAdmin):
+class MemberAdmin(ServiceSaveMixin, NoDeleteMixin, BigTableAdmin, HistoryAdmin):
+    create_service = staticmethod(services.member_create)
+    update_service = staticmethod(services.member_update)
+    update_kwarg = "member"
     list_display = ("name", "email", "phone", "accounts_count")
     sortable_by = ("name", "email")  # the columns an index can order
     search_fields = ("first_name", "last_name", "^email", "=accounts__number")
@@ -107,17 +126,6 @@ class MemberAdmin(BigTableAdmin, HistoryAdmin):
 # --- Service locations -----------------------------------------------------------------------
 
 
-class MeterInstallationInline(admin.TabularInline):
-    model = MeterInstallation
-    fields = ("meter", "installed_on", "removed_on")
-    raw_id_fields = ("meter",)
-    extra = 0
-    show_change_link = True
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("meter")
-
-
 class AccountsAtLocationInline(ReadOnlyInline, admin.TabularInline):
     model = Account
     fields = ("number", "member", "billing_mode", "status", "opened_on", "closed_on")
@@ -129,8 +137,11 @@ class AccountsAtLocationInline(ReadOnlyInline, admin.TabularInline):
 
 
 @admin.register(ServiceLocation)
-class ServiceLocationAdmin(BigTableAdmin, HistoryAdmin):
-    list_display = ("address", "rate_class", "phase", "amperage", "current_meter")
+class ServiceLocationAdmin(ServiceSaveMixin, NoDeleteMixin, BigTableAdmin, HistoryAdmin):
+    create_service = staticmethod(services.location_create)
+    update_service = staticmethod(services.location_update)
+    update_kwarg = "location"
+    list_display = ("address", "rate_class", "phase", "amperage")
     list_filter = ("rate_class", "phase", "meter_base")
     sortable_by = ("address",)
     search_fields = ("line1", "^meter_installations__meter__serial")
@@ -140,25 +151,11 @@ class ServiceLocationAdmin(BigTableAdmin, HistoryAdmin):
         ("Address", {"fields": ("line1", "line2", "city", "state", "postal_code")}),
         ("Service", {"fields": ("phase", "amperage", "meter_base", "rate_class")}),
     )
-    inlines = (MeterInstallationInline, AccountsAtLocationInline)
-
-    def get_queryset(self, request):
-        meter_now = MeterInstallation.objects.filter(
-            location=OuterRef("pk"), removed_on__isnull=True
-        ).order_by("-installed_on")
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(current_meter=Subquery(meter_now.values("meter__serial")[:1]))
-        )
+    inlines = (AccountsAtLocationInline,)
 
     @admin.display(description="service address", ordering=Upper("line1"))
     def address(self, obj):
         return obj.one_line
-
-    @admin.display(description="meter now")
-    def current_meter(self, obj):
-        return obj.current_meter or ""
 
 
 # --- Accounts --------------------------------------------------------------------------------
@@ -187,27 +184,21 @@ class StatusChangeInline(ReadOnlyInline, admin.TabularInline):
 
 class ServiceHoldInline(NoCardNumbersMixin, admin.TabularInline):
     """The account's disconnect holds (medical, critical care, management deferral). Only managers
-    add or change them (coop/roles.py); others see them read-only."""
+    add or change them (coop/roles.py); others see them read-only. Saved by AccountAdmin.save_formset
+    through hold_create / hold_update; a hold is ended (its page's action), not deleted."""
 
     model = ServiceHold
     fields = ("kind", "starts_on", "expires_on", "note", "entered_by", "entered_at")
     readonly_fields = ("entered_by", "entered_at")
     extra = 0
+    can_delete = False
     verbose_name_plural = "disconnect holds (medical, critical care, management)"
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("entered_by")
 
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)
-        user = request.user
-
-        class EnteredByFormSet(formset):
-            def save_new(self, form, commit=True):
-                form.instance.entered_by = user
-                return super().save_new(form, commit)
-
-        return EnteredByFormSet
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class AccountForm(forms.ModelForm):
@@ -228,11 +219,7 @@ class AccountForm(forms.ModelForm):
             # A new account starts pending, which is "open": the form cannot see that
             # constraint by itself because status is not one of its fields.
             candidate = Account(location=location, status=Account.Status.PENDING)
-            others = {f.name for f in Account._meta.fields} - {"location", "status"}
-            try:
-                candidate.validate_constraints(exclude=others)
-            except ValidationError as e:
-                self.add_error("location", e.messages)
+            check_constraints_on(self, "location", candidate, involving=("location", "status"))
         return cleaned
 
 
@@ -269,7 +256,7 @@ class AccountActionForm(ActionForm):
 
 
 @admin.register(Account)
-class AccountAdmin(BigTableAdmin, HistoryAdmin):
+class AccountAdmin(NoDeleteMixin, BigTableAdmin, HistoryAdmin):
     form = AccountForm
     action_form = AccountActionForm
     actions = ("change_status",)
@@ -339,10 +326,13 @@ class AccountAdmin(BigTableAdmin, HistoryAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            return super().save_model(request, obj, form, change)
-        from accounts.services import account_open
-
-        opened = account_open(
+            if "billing_cycle" in form.changed_data:
+                saved = services.account_change_cycle(
+                    actor=request.user, account=obj, billing_cycle=form.cleaned_data["billing_cycle"]
+                )
+                adopt(obj, saved)
+            return
+        opened = services.account_open(
             actor=request.user,
             member=obj.member,
             location=obj.location,
@@ -355,6 +345,27 @@ class AccountAdmin(BigTableAdmin, HistoryAdmin):
         obj.pk = opened.pk
         obj.refresh_from_db()
         obj._state.adding = False
+
+    def save_formset(self, request, form, formset, change):
+        """The holds inline, through the hold services (the other inlines are read-only)."""
+        # What construct_change_message reads (formset.save() would set it).
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        if formset.model is not ServiceHold:
+            return  # the read-only inlines: nothing to save
+        for hold_form in formset.forms:
+            if not hold_form.has_changed():
+                continue
+            data = hold_form.cleaned_data
+            if hold_form.instance.pk is None:
+                fields = {name: data[name] for name in services.HOLD_FIELDS if name in data}
+                formset.new_objects.append(
+                    services.hold_create(actor=request.user, account=form.instance, **fields)
+                )
+            else:
+                changed = [name for name in hold_form.changed_data if name in services.HOLD_FIELDS]
+                fields = {name: data[name] for name in changed}
+                hold = services.hold_update(actor=request.user, hold=hold_form.instance, **fields)
+                formset.changed_objects.append((hold, changed))
 
     # --- status changes ---
 
@@ -434,23 +445,14 @@ class AccountAdmin(BigTableAdmin, HistoryAdmin):
         return None
 
     def _change_statuses(self, request, accounts, to_status, reason):
-        """Move every account or none: a clerk who sees an error knows nothing changed."""
-        from accounts.services import account_change_status_by_hand
-
+        """Move every account or none (the service's rule): on an error nothing changed."""
         label = Account.Status(to_status).label.lower()
-        errors = []
-        with transaction.atomic():
-            for account in accounts:
-                try:
-                    account_change_status_by_hand(
-                        account=account, to_status=to_status, actor=request.user, reason=reason
-                    )
-                except (IllegalStatusTransition, ValueRefused) as e:  # ValueRefused: a card number
-                    errors.append(str(e))
-            if errors:
-                transaction.set_rollback(True)
-        if errors:
-            for error in errors:
+        try:
+            services.accounts_change_status_by_hand(
+                accounts=accounts, to_status=to_status, actor=request.user, reason=reason
+            )
+        except BulkStatusChangeRefused as refused:
+            for error in refused.errors:
                 self.message_user(request, error, messages.ERROR)
             if len(accounts) > 1:
                 self.message_user(
@@ -489,9 +491,15 @@ class HoldInForceFilter(admin.SimpleListFilter):
 
 
 @admin.register(ServiceHold)
-class ServiceHoldAdmin(BigTableAdmin, HistoryAdmin):
+class ServiceHoldAdmin(ServiceSaveMixin, NoDeleteMixin, BigTableAdmin, HistoryAdmin):
     """Holds on disconnecting one account, read by billing.prepaid.disconnect_run. Managers edit
-    them (coop/roles.py); the expiry date is required so no hold outlives its certificate unseen."""
+    them (coop/roles.py); the expiry date is required so no hold outlives its certificate unseen.
+    Saved through hold_create / hold_update; ended early by the list action (hold_end)."""
+
+    create_service = staticmethod(services.hold_create)
+    update_service = staticmethod(services.hold_update)
+    update_kwarg = "hold"
+    actions = ("end_holds",)
 
     list_display = ("account", "kind", "starts_on", "expires_on", "note", "entered_by")
     list_select_related = ("account", "entered_by")
@@ -504,11 +512,28 @@ class ServiceHoldAdmin(BigTableAdmin, HistoryAdmin):
     readonly_fields = ("entered_by", "entered_at")
     ordering = ("-id",)
 
-    def save_model(self, request, obj, form, change):
-        if not change:
-            obj.entered_by = request.user
-        obj._history_user = request.user
-        super().save_model(request, obj, form, change)
+    def get_readonly_fields(self, request, obj=None):
+        # A hold stays on its account: a hold for another account is a new hold.
+        return (*self.readonly_fields, "account") if obj is not None else self.readonly_fields
+
+    @admin.action(description="End selected holds (their last day becomes yesterday)", permissions=["change"])
+    def end_holds(self, request, queryset):
+        holds = list(queryset.order_by("pk")[: STATUS_ACTION_LIMIT + 1])
+        if len(holds) > STATUS_ACTION_LIMIT:
+            self.message_user(
+                request, f"Select at most {STATUS_ACTION_LIMIT} holds at a time.", messages.ERROR
+            )
+            return
+        for hold in holds:
+            try:
+                services.hold_end(actor=request.user, hold=hold, reason="ended in the admin")
+            except ValidationError as exc:
+                self.message_user(request, f"{hold}: {' '.join(exc.messages)}", messages.ERROR)
+            else:
+                self.log_change(request, hold, "Ended")
+                self.message_user(
+                    request, f"{hold.get_kind_display()} hold on {hold.account} ended.", messages.SUCCESS
+                )
 
 
 # --- The status-change audit trail -----------------------------------------------------------

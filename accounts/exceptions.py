@@ -8,3 +8,12 @@ class AccountsError(CoopError):
 
 class IllegalStatusTransition(AccountsError, IllegalTransition):
     """An account status move that the lifecycle does not allow."""
+
+
+class BulkStatusChangeRefused(AccountsError):
+    """Some of the accounts of one status change could not move: none was moved. `errors` says
+    why for each."""
+
+    def __init__(self, errors: list[str]):
+        super().__init__("; ".join(errors))
+        self.errors = errors

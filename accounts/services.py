@@ -1,36 +1,49 @@
-"""Writes for members, service locations and accounts. Each validates fully before saving."""
+"""Writes for members, service locations, accounts and disconnect holds. Each validates fully
+before saving (bad input raises ValidationError naming the field, and nothing is saved) and
+records who did it (and why, where there is a reason) in the row's django-simple-history trail
+(coop/history.py), in the same transaction; an account's status moves also keep their own trail
+(AccountStatusChange)."""
 
 import datetime
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.exceptions import IllegalStatusTransition
-from accounts.models import Account, AccountStatusChange, Member, ServiceLocation
+from accounts.exceptions import BulkStatusChangeRefused, IllegalStatusTransition
+from accounts.models import Account, AccountStatusChange, Member, ServiceHold, ServiceLocation
+from coop.calendar import local_today
+from coop.history import change_with_history, create_with_history, editable_fields
 from coop.lifecycle import check_transition
-from coop.validators import check_texts
-
-
-def _save_new(instance):
-    instance.full_clean()
-    instance.save()
-    return instance
+from coop.validators import ValueRefused, check_texts
 
 
 @transaction.atomic
 def member_create(*, actor=None, **fields) -> Member:
     """Create a member. Bad input (an invalid phone number for the region, a malformed email)
     raises ValidationError naming the field, and nothing is saved."""
-    member = Member(**fields)
-    member._history_user = actor
-    return _save_new(member)
+    editable_fields(Member, fields, fixed=("created_at",))
+    return create_with_history(Member(**fields), actor=actor)
+
+
+@transaction.atomic
+def member_update(*, actor, member: Member, **fields) -> Member:
+    """Change a member's name, contact details, mailing address or login."""
+    editable_fields(Member, fields, fixed=("created_at",))
+    return change_with_history(member, actor=actor, fields=fields)
 
 
 @transaction.atomic
 def location_create(*, actor=None, **fields) -> ServiceLocation:
-    location = ServiceLocation(**fields)
-    location._history_user = actor
-    return _save_new(location)
+    editable_fields(ServiceLocation, fields)
+    return create_with_history(ServiceLocation(**fields), actor=actor)
+
+
+@transaction.atomic
+def location_update(*, actor, location: ServiceLocation, **fields) -> ServiceLocation:
+    """Change a service location's address or its service (phase, amperage, base, rate class)."""
+    editable_fields(ServiceLocation, fields)
+    return change_with_history(location, actor=actor, fields=fields)
 
 
 def next_account_number() -> str:
@@ -66,8 +79,16 @@ def account_open(
         status=Account.Status.PENDING,
         status_changed_at=timezone.now(),
     )
-    account._history_user = actor
-    return _save_new(account)
+    return create_with_history(account, actor=actor)
+
+
+@transaction.atomic
+def account_change_cycle(*, actor, account: Account, billing_cycle) -> Account:
+    """Put a postpaid account on another billing cycle (the one thing edited on an account's
+    page: a member or location change is a transfer, a billing mode change a conversion)."""
+    if account.billing_mode == Account.BillingMode.PREPAID:
+        raise ValidationError({"billing_cycle": "A prepaid account has no billing cycle."})
+    return change_with_history(account, actor=actor, fields={"billing_cycle": billing_cycle})
 
 
 @transaction.atomic
@@ -171,3 +192,67 @@ def account_change_status_by_hand(*, account: Account, to_status: str, actor, re
         error=IllegalStatusTransition,
     )
     return account_change_status(account=account, to_status=to_status, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def accounts_change_status_by_hand(*, accounts: list[Account], to_status: str, actor, reason: str) -> None:
+    """The same move for several accounts (the admin's list action), every one or none: a clerk
+    who sees an error knows nothing changed. Raises BulkStatusChangeRefused with every refusal."""
+    errors = []
+    for account in accounts:
+        try:
+            with transaction.atomic():
+                account_change_status_by_hand(
+                    account=account, to_status=to_status, actor=actor, reason=reason
+                )
+        except (IllegalStatusTransition, ValueRefused) as e:  # ValueRefused: a card number
+            errors.append(str(e))
+    if errors:
+        raise BulkStatusChangeRefused(errors)
+
+
+# --- Disconnect holds ------------------------------------------------------------------------
+
+
+HOLD_FIELDS = ("kind", "starts_on", "expires_on", "note")
+
+
+@transaction.atomic
+def hold_create(
+    *,
+    actor,
+    account: Account,
+    kind: str,
+    starts_on: datetime.date,
+    expires_on: datetime.date,
+    note: str = "",
+) -> ServiceHold:
+    """A manager's hold on disconnecting an account, in force from `starts_on` through
+    `expires_on` (required, so no hold outlives its certificate unseen)."""
+    hold = ServiceHold(
+        account=account, kind=kind, starts_on=starts_on, expires_on=expires_on, note=note, entered_by=actor
+    )
+    return create_with_history(hold, actor=actor)
+
+
+@transaction.atomic
+def hold_update(*, actor, hold: ServiceHold, **fields) -> ServiceHold:
+    """Correct or extend a hold: its kind, dates or note (not its account or who entered it)."""
+    if wrong := sorted(set(fields) - set(HOLD_FIELDS)):
+        raise TypeError(f"ServiceHold: not changed here: {', '.join(wrong)}")
+    return change_with_history(hold, actor=actor, fields=fields)
+
+
+@transaction.atomic
+def hold_end(*, actor, hold: ServiceHold, reason: str = "") -> ServiceHold:
+    """End a hold before its expiry: its last day becomes yesterday, so the disconnect step sees
+    no hold from today on. A hold not started before today is corrected (its dates), not ended."""
+    check_texts(reason=reason)
+    yesterday = local_today() - datetime.timedelta(days=1)
+    if hold.expires_on <= yesterday:
+        raise ValidationError({"expires_on": f"This hold already ended on {hold.expires_on:%Y-%m-%d}."})
+    if hold.starts_on > yesterday:
+        raise ValidationError(
+            {"starts_on": f"This hold starts on {hold.starts_on:%Y-%m-%d}: change its dates, not end it."}
+        )
+    return change_with_history(hold, actor=actor, fields={"expires_on": yesterday}, reason=reason)

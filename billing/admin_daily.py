@@ -1,18 +1,16 @@
 """Admin for rates and the daily prepaid run: tariffs with their blocks, riders and taxes (managers
-edit versions not yet in force), the DailyRun list with its progress, deductions, disconnect
-decisions, and a "Daily charges" panel on the account page."""
-
-import datetime
+edit versions not yet in force, through billing/tariffs.py), the DailyRun list with its progress,
+deductions, disconnect decisions, and a "Daily charges" panel on the account page."""
 
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.admin import ACCOUNT_PAGE_PANELS
+from billing import tariffs
 from billing.admin import ViewOnlyAdmin
 from billing.models import (
     DailyRun,
@@ -22,54 +20,59 @@ from billing.models import (
     Tariff,
     TariffBlock,
     TaxRate,
-    parse_months,
 )
-from billing.rates import tariff_blocks_problem
-from coop.admin_tools import NoCardNumbersMixin, account_link
+from coop.admin_tools import HistoryAdmin, NoCardNumbersMixin, ServiceSaveMixin, account_link, adopt
 
 # --- Rates -----------------------------------------------------------------------------------------
+#
+# The forms validate with the rules of billing/tariffs.py (each problem on its field) and every save
+# and delete goes through its services, which record who in the rows' history.
 
 
-def _first_of_month(value, field):
-    if value and value.day != 1:
-        raise ValidationError({field: "Rates change on the first day of a month."})
+def _add_problems(form, problems: dict[str, str]) -> None:
+    for field, message in problems.items():
+        form.add_error(field, message)
 
 
 class NotYetInForceMixin:
     """A version in force has priced days already: it is read-only. Add a new version instead."""
 
     def has_change_permission(self, request, obj=None):
-        if obj is not None and obj.effective_from <= timezone.localdate():
+        if obj is not None and tariffs.in_force(obj):
             return False
         return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
-        if obj is not None and obj.effective_from <= timezone.localdate():
+        if obj is not None and tariffs.in_force(obj):
             return False
         return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        # Bulk delete would skip the services (and their in-force check): one version at a time.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
+BLOCK_FIELDS = ("months", "up_to_kwh", "rate")
+
+
+def _kept_blocks(formset) -> list[tariffs.BlockFields]:
+    return [
+        {name: form.cleaned_data.get(name) for name in BLOCK_FIELDS}
+        for form in formset.forms
+        if form.cleaned_data and not form.cleaned_data.get("DELETE")
+    ]
 
 
 class TariffBlockFormSet(forms.BaseInlineFormSet):
     def clean(self):
         super().clean()
-        blocks = []
         for form in self.forms:
-            if not form.cleaned_data or form.cleaned_data.get("DELETE"):
-                continue
-            try:
-                months = parse_months(form.cleaned_data.get("months") or "")
-            except ValueError as exc:
-                form.add_error("months", f"{exc}. Write month numbers separated by commas, e.g. 6,7,8,9.")
-                continue
-            blocks.append((months, form.cleaned_data.get("up_to_kwh"), form.cleaned_data.get("rate")))
-        problems = []
-        for month in range(1, 13):
-            ladder = sorted(
-                [(up, rate) for months, up, rate in blocks if month in months],
-                key=lambda b: (b[0] is None, b[0] or 0),
-            )
-            if problem := tariff_blocks_problem(ladder):
-                problems.append(f"month {month}: {problem}")
+            kept = form.cleaned_data and not form.cleaned_data.get("DELETE")
+            if kept and (problem := tariffs.months_problem(form.cleaned_data.get("months") or "")):
+                form.add_error("months", problem)
+        problems = tariffs.blocks_problems(_kept_blocks(self))
         if problems:
             raise ValidationError(problems[:3] + (["…"] if len(problems) > 3 else []))
 
@@ -78,7 +81,7 @@ class TariffBlockInline(NoCardNumbersMixin, admin.TabularInline):
     model = TariffBlock
     formset = TariffBlockFormSet
     extra = 0
-    fields = ("months", "up_to_kwh", "rate")
+    fields = BLOCK_FIELDS
 
 
 class TariffForm(forms.ModelForm):
@@ -88,41 +91,74 @@ class TariffForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        _first_of_month(data.get("effective_from"), "effective_from")
-        if data.get("effective_from") and data["effective_from"] <= timezone.localdate():
-            raise ValidationError({"effective_from": "A new version starts after today (first of a month)."})
+        _add_problems(self, tariffs.tariff_problems(effective_from=data.get("effective_from")))
         return data
 
 
 @admin.register(Tariff)
-class TariffAdmin(NotYetInForceMixin, NoCardNumbersMixin, admin.ModelAdmin):
+class TariffAdmin(NotYetInForceMixin, HistoryAdmin):
     form = TariffForm
     inlines = [TariffBlockInline]
     list_display = ("code", "name", "effective_from", "customer_charge")
     list_filter = ("code",)
 
+    def save_model(self, request, obj, form, change):
+        pass  # saved with its blocks, by one service, in save_related (which has the blocks)
+
+    def save_related(self, request, form, formsets, change):
+        (blocks,) = formsets
+        fields = {name: form.cleaned_data[name] for name in TariffForm.Meta.fields}
+        if change:
+            saved = tariffs.tariff_update(
+                actor=request.user, tariff=form.instance, blocks=_kept_blocks(blocks), **fields
+            )
+        else:
+            saved = tariffs.tariff_create(actor=request.user, blocks=_kept_blocks(blocks), **fields)
+        adopt(form.instance, saved)
+        # What construct_change_message reads (formset.save() would set it): the blocks replaced.
+        blocks.new_objects, blocks.changed_objects, blocks.deleted_objects = list(saved.blocks.all()), [], []
+
+    def delete_model(self, request, obj):
+        tariffs.tariff_delete(actor=request.user, tariff=obj)
+
 
 class MonthlyVersionForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
-        _first_of_month(data.get("effective_from"), "effective_from")
-        end = data.get("effective_to")
-        if end and (end + datetime.timedelta(days=1)).day != 1:
-            raise ValidationError({"effective_to": "Give the last day of a month (or leave blank)."})
-        if end and data.get("effective_from") and end < data["effective_from"]:
-            raise ValidationError({"effective_to": "It cannot end before it starts."})
+        _add_problems(
+            self,
+            tariffs.monthly_version_problems(
+                effective_from=data.get("effective_from"), effective_to=data.get("effective_to")
+            ),
+        )
         return data
 
 
-@admin.register(Rider)
-class RiderAdmin(NotYetInForceMixin, NoCardNumbersMixin, admin.ModelAdmin):
+class MonthlyVersionAdmin(ServiceSaveMixin, NotYetInForceMixin, HistoryAdmin):
+    """Riders and taxes: saved and deleted through their services (delete_service below)."""
+
     form = MonthlyVersionForm
+    delete_service = None
+
+    def delete_model(self, request, obj):
+        self.delete_service(actor=request.user, **{self.update_kwarg: obj})
+
+
+@admin.register(Rider)
+class RiderAdmin(MonthlyVersionAdmin):
+    create_service = staticmethod(tariffs.rider_create)
+    update_service = staticmethod(tariffs.rider_update)
+    delete_service = staticmethod(tariffs.rider_delete)
+    update_kwarg = "rider"
     list_display = ("code", "name", "rate", "effective_from", "effective_to")
 
 
 @admin.register(TaxRate)
-class TaxRateAdmin(NotYetInForceMixin, NoCardNumbersMixin, admin.ModelAdmin):
-    form = MonthlyVersionForm
+class TaxRateAdmin(MonthlyVersionAdmin):
+    create_service = staticmethod(tariffs.tax_rate_create)
+    update_service = staticmethod(tariffs.tax_rate_update)
+    delete_service = staticmethod(tariffs.tax_rate_delete)
+    update_kwarg = "tax_rate"
     list_display = ("name", "percent", "effective_from", "effective_to")
 
 

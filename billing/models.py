@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from coop.indexes import BlockRangeIndex
 from coop.money import MoneyField
@@ -531,6 +532,7 @@ class Tariff(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()  # who changed a version before it came into force (billing/tariffs.py)
 
     class Meta:
         ordering = ["code", "-effective_from"]
@@ -553,6 +555,7 @@ class TariffBlock(models.Model):
     months = models.CharField(max_length=40, blank=True, help_text=MONTHS_HELP)
     up_to_kwh = models.PositiveIntegerField("up to kWh (month to date)", null=True, blank=True)
     rate = models.DecimalField("rate per kWh", max_digits=10, decimal_places=6)
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["tariff", "months", models.F("up_to_kwh").asc(nulls_last=True)]
@@ -572,6 +575,7 @@ class Rider(models.Model):
     rate = models.DecimalField("rate per kWh", max_digits=10, decimal_places=6, help_text="May be negative.")
     effective_from = models.DateField(help_text="The first day of a month.")
     effective_to = models.DateField(null=True, blank=True, help_text="The last day of a month, or blank.")
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["code", "-effective_from"]
@@ -587,6 +591,7 @@ class TaxRate(models.Model):
     percent = models.DecimalField(max_digits=7, decimal_places=4)
     effective_from = models.DateField(help_text="The first day of a month.")
     effective_to = models.DateField(null=True, blank=True, help_text="The last day of a month, or blank.")
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["name", "-effective_from"]

@@ -16,14 +16,15 @@ from django.urls import reverse
 from simple_history.admin import SimpleHistoryAdmin
 
 from coop import admin_q, services  # noqa: F401 (admin_q: django-q2's records, read-only)
-from coop.admin_tools import NoCardNumbersMixin
+from coop.admin_tools import NoCardNumbersMixin, adopt
 from coop.calendar import local_today
 from coop.exceptions import PolicyNotConfigured
 from coop.models import BillingCycle, FeeScheduleEntry, OfficeClosure, Policy, WeatherHold
 
 
 class ServiceHistoryAdmin(NoCardNumbersMixin, SimpleHistoryAdmin):
-    """SimpleHistoryAdmin whose saves go through a service (subclasses implement save_model)."""
+    """SimpleHistoryAdmin whose saves go through a service (subclasses implement save_model) and
+    whose deletes through setting_entry_delete (PolicyAdmin has its own)."""
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         # django-simple-history accepts a "Revert" POST from anyone who may merely *view* the
@@ -35,11 +36,14 @@ class ServiceHistoryAdmin(NoCardNumbersMixin, SimpleHistoryAdmin):
                 raise PermissionDenied
         return super().history_form_view(request, object_id, version_id, extra_context)
 
-    @staticmethod
-    def _adopt(obj, saved) -> None:
-        """Let the admin (log entry, redirect, message) see the row the service saved."""
-        obj.__dict__.update({k: v for k, v in saved.__dict__.items() if not k.startswith("_")})
-        obj._state.adding = False
+    _adopt = staticmethod(adopt)
+
+    def delete_model(self, request, obj):
+        services.setting_entry_delete(actor=request.user, entry=obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
 
 
 # --- Policy ---------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import re
 import phonenumbers
 from django.conf import settings
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import models
 from django.db.models import QuerySet
@@ -182,6 +182,58 @@ class NoWritesMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def adopt(obj, saved) -> None:
+    """Let the admin (log entry, redirect, message) see the row the service saved."""
+    obj.__dict__.update({k: v for k, v in saved.__dict__.items() if not k.startswith("_")})
+    obj._state.adding = False
+
+
+class ServiceSaveMixin:
+    """The add and change forms save through the app's services: `create_service(actor=...,
+    **fields)` and `update_service(actor=..., <update_kwarg>=obj, **changed fields)`, each
+    recording who in the row's history (coop/history.py). The form only validates."""
+
+    create_service = None
+    update_service = None
+    update_kwarg = ""
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            fields = {name: data[name] for name in form.changed_data if name in data}
+            if not fields:
+                return  # nothing changed: no write, no history row
+            saved = self.update_service(actor=request.user, **{self.update_kwarg: obj}, **fields)
+        else:
+            fields = {name: data[name] for name in form.fields if name in data}
+            saved = self.create_service(actor=request.user, **fields)
+        adopt(obj, saved)
+
+
+def check_constraints_on(form, field: str, candidate: models.Model, *, involving: tuple[str, ...]) -> None:
+    """Report on the form's `field` the model constraints over the fields `involving` that
+    `candidate` breaks (a row with the form's value and the values the new row will have outside
+    the form): constraints a form cannot see by itself, as they involve a field not its own."""
+    others = {f.name for f in candidate._meta.fields} - set(involving)
+    try:
+        candidate.validate_constraints(exclude=others)
+    except ValidationError as e:
+        form.add_error(field, e.messages)
+
+
+class NoDeleteMixin:
+    """No delete here, whatever the user's permissions: for rows whose writes go through services
+    that have no delete (a fee entry is made inactive, a hold is ended, a meter is removed)."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
 
 class ReadOnlyInline(NoWritesMixin):

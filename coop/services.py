@@ -20,6 +20,7 @@ from django.db import transaction
 from coop import presets
 from coop.calendar import local_today
 from coop.exceptions import PolicyHistoryLocked
+from coop.history import delete_with_history
 from coop.models import BillingCycle, FeeScheduleEntry, OfficeClosure, Policy, WeatherHold
 from coop.validators import check_texts
 
@@ -351,3 +352,12 @@ def weather_hold_update(
     *, actor, hold: WeatherHold, start_date: datetime.date, end_date: datetime.date, reason: str
 ) -> WeatherHold:
     return _date_range_save(hold, actor=actor, start_date=start_date, end_date=end_date, reason=reason)
+
+
+@transaction.atomic
+def setting_entry_delete(
+    *, actor, entry: BillingCycle | FeeScheduleEntry | OfficeClosure | WeatherHold
+) -> None:
+    """Delete a billing cycle, fee entry, office closure or weather hold (one entered by mistake;
+    a cycle still used by an account is protected); its history keeps who deleted it."""
+    delete_with_history(entry, actor=actor)

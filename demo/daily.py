@@ -21,8 +21,9 @@ from django.utils import timezone
 from accounts.models import Account
 from billing.daily import daily_run, prepaid_ledger_accounts_ensure
 from billing.ledger import coop_ledger_account, ledger_apply_legs
-from billing.models import LedgerAccount, Leg, Rider, Tariff, TariffBlock, TaxRate, Transaction
+from billing.models import LedgerAccount, Leg, Tariff, Transaction
 from billing.selectors import member_amount
+from billing.tariffs import rider_create, tariff_create, tax_rate_create
 from coop.models import Policy
 from demo.seed import _RowWriter
 from meters.models import MeterInstallation, MeterRead
@@ -61,20 +62,24 @@ def ensure_demo_tariff(today: datetime.date) -> Tariff:
     tariff = Tariff.objects.filter(code="RES", effective_from__lte=start).first()
     if tariff is not None:
         return tariff
-    tariff = Tariff.objects.create(
-        code="RES", name="Residential service", effective_from=start, customer_charge=Decimal("32.50")
+    # Through the rate services like a manager's (backdated: the demo's history starts in the past).
+    tariff = tariff_create(
+        actor=None,
+        code="RES",
+        name="Residential service",
+        effective_from=start,
+        customer_charge=Decimal("32.50"),
+        blocks=[
+            {"months": "1,2,3,4,5,10,11,12", "up_to_kwh": 1000, "rate": Decimal("0.109500")},
+            {"months": "1,2,3,4,5,10,11,12", "up_to_kwh": None, "rate": Decimal("0.098500")},
+            {"months": "6,7,8,9", "up_to_kwh": None, "rate": Decimal("0.118000")},
+        ],
+        backdated=True,
     )
-    TariffBlock.objects.create(
-        tariff=tariff, months="1,2,3,4,5,10,11,12", up_to_kwh=1000, rate=Decimal("0.109500")
+    rider_create(
+        actor=None, code="PCA", name="Power cost adjustment", rate=Decimal("0.004200"), effective_from=start
     )
-    TariffBlock.objects.create(
-        tariff=tariff, months="1,2,3,4,5,10,11,12", up_to_kwh=None, rate=Decimal("0.098500")
-    )
-    TariffBlock.objects.create(tariff=tariff, months="6,7,8,9", up_to_kwh=None, rate=Decimal("0.118000"))
-    Rider.objects.create(
-        code="PCA", name="Power cost adjustment", rate=Decimal("0.004200"), effective_from=start
-    )
-    TaxRate.objects.create(name="Wisconsin sales tax", percent=Decimal("5.5000"), effective_from=start)
+    tax_rate_create(actor=None, name="Wisconsin sales tax", percent=Decimal("5.5000"), effective_from=start)
     return tariff
 
 

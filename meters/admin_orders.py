@@ -154,6 +154,15 @@ class ServiceOrderAdmin(BigTableAdmin):
     def has_add_permission(self, request):
         return False  # orders are requested by the disconnect and reconnect steps
 
+    def has_change_permission(self, request, obj=None):
+        # The change permission runs the actions (each one service); an order's own page is for
+        # reading: every field is read-only and a save would write the row past the services.
+        return obj is None and super().has_change_permission(request)
+
+    def save_model(self, request, obj, form, change):
+        # Unreachable (the page is view-only); here so no future edit saves an order past them.
+        raise PermissionDenied("Service orders change only through their actions.")
+
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -188,18 +197,12 @@ class ServiceOrderAdmin(BigTableAdmin):
 
     @admin.action(description="Retry selected orders now (queued or failed)", permissions=["change"])
     def retry(self, request, queryset):
-        def call(order):
-            if order.status not in (S.QUEUED, S.FAILED):
-                raise CoopError(
-                    f"it is {order.get_status_display().lower()}; only queued or failed orders are retried."
-                )
-            sent = services.order_send(order_id=order.pk, force=True)
-            if sent.status == S.CANCELLED:  # the re-check before sending stopped it
-                raise CoopError(f"not sent and cancelled: {sent.last_error}")
-            if sent.status == S.FAILED:
-                raise CoopError(f"the head-end refused it again: {sent.last_error}")
-
-        self._each(request, queryset, call, "sent again")
+        self._each(
+            request,
+            queryset,
+            lambda order: services.order_retry(order_id=order.pk, actor=request.user),
+            "sent again",
+        )
 
     @admin.action(description="Move selected orders to the field list (line crew)", permissions=["change"])
     def move_to_field(self, request, queryset):
@@ -212,12 +215,12 @@ class ServiceOrderAdmin(BigTableAdmin):
 
     @admin.action(description="Confirm selected field orders done (crew reported)", permissions=["change"])
     def confirm_field_orders(self, request, queryset):
-        def call(order):
-            if order.adapter != ServiceOrder.Adapter.FIELD:
-                raise CoopError("only field orders are confirmed by hand; the head-end confirms its own.")
-            services.order_confirm(order_id=order.pk, actor=request.user)
-
-        self._each(request, queryset, call, "confirmed")
+        self._each(
+            request,
+            queryset,
+            lambda order: services.order_confirm_by_hand(order_id=order.pk, actor=request.user),
+            "confirmed",
+        )
 
     @admin.action(description="Cancel selected orders (give a reason)", permissions=["change"])
     def cancel(self, request, queryset):
@@ -296,7 +299,7 @@ class ServiceOrderAdmin(BigTableAdmin):
             raise PermissionDenied
         order = get_object_or_404(ServiceOrder, pk=order_id, adapter=ServiceOrder.Adapter.FIELD)
         try:
-            services.order_confirm(order_id=order.pk, actor=request.user)
+            services.order_confirm_by_hand(order_id=order.pk, actor=request.user)
         except CoopError as exc:
             self.message_user(request, f"Order #{order.pk}: {exc}", messages.ERROR)
         else:

@@ -37,6 +37,7 @@ class MeterInstallation(models.Model):
     )
     installed_on = models.DateField()
     removed_on = models.DateField(null=True, blank=True)
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["-installed_on", "-id"]

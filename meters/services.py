@@ -15,6 +15,7 @@ from accounts.models import Account, ServiceHold
 from accounts.services import account_change_status
 from coop import events
 from coop.calendar import local_today
+from coop.history import change_with_history, create_with_history, editable_fields
 from coop.lifecycle import check_transition
 from coop.validators import check_texts
 from meters.events import AccountDisconnected, AccountRestored
@@ -27,11 +28,15 @@ logger = logging.getLogger(__name__)
 
 @transaction.atomic
 def meter_create(*, actor=None, **fields) -> Meter:
-    meter = Meter(**fields)
-    meter._history_user = actor
-    meter.full_clean()
-    meter.save()
-    return meter
+    editable_fields(Meter, fields)
+    return create_with_history(Meter(**fields), actor=actor)
+
+
+@transaction.atomic
+def meter_update(*, actor, meter: Meter, **fields) -> Meter:
+    """Correct a meter's details (serial, maker, model, remote switch)."""
+    editable_fields(Meter, fields)
+    return change_with_history(meter, actor=actor, fields=fields)
 
 
 @transaction.atomic
@@ -44,22 +49,16 @@ def meter_install(*, actor=None, meter: Meter, location, installed_on: datetime.
             {"meter": f"Meter {meter.serial} is still installed at {current.location}; remove it first."}
         )
     installation = MeterInstallation(meter=meter, location=location, installed_on=installed_on)
-    installation.full_clean()
-    installation.save()
-    return installation
+    return create_with_history(installation, actor=actor)
 
 
 @transaction.atomic
 def meter_remove(
     *, actor=None, installation: MeterInstallation, removed_on: datetime.date
 ) -> MeterInstallation:
-    installation = MeterInstallation.objects.select_for_update().get(pk=installation.pk)
-    if installation.removed_on is not None:
+    if MeterInstallation.objects.get(pk=installation.pk).removed_on is not None:
         raise ValidationError({"removed_on": f"Meter {installation.meter} was already removed."})
-    installation.removed_on = removed_on
-    installation.full_clean()
-    installation.save(update_fields=["removed_on"])
-    return installation
+    return change_with_history(installation, actor=actor, fields={"removed_on": removed_on})
 
 
 # --- Service orders (disconnect / reconnect) ------------------------------------------------------
@@ -576,6 +575,42 @@ def order_move_to_field(*, order_id, actor=None) -> ServiceOrder:
     order.last_error = f"Moved to the field list{by} from {previous}. {previous_error}".strip()
     order.save()
     return order
+
+
+def order_retry(*, order_id, actor) -> ServiceOrder:
+    """A clerk's "retry now" of a queued or failed order, even after its last automatic attempt,
+    noted on the order with who asked. Raises IllegalOrderTransition, saying why, when the order
+    is not queued or failed, when the re-check before sending cancelled it, or when the head-end
+    refused it again. Not one transaction, like order_send: the head-end call cannot be rolled
+    back, so its outcome is committed (by order_send) before an error is raised."""
+    order = ServiceOrder.objects.get(pk=order_id)
+    if order.status not in (S.QUEUED, S.FAILED):
+        raise IllegalOrderTransition(
+            f"it is {order.get_status_display().lower()}; only queued or failed orders are retried."
+        )
+    sent = order_send(order_id=order.pk, force=True)
+    outcome = sent.last_error
+    with transaction.atomic():
+        noted = _locked(order_id)
+        noted.last_error = f"Retried by {actor.get_username()}. {noted.last_error}".strip()[:2000]
+        noted.save(update_fields=["last_error"])
+    if sent.status == S.CANCELLED:  # the re-check before sending stopped it
+        raise IllegalOrderTransition(f"not sent and cancelled: {outcome}")
+    if sent.status == S.FAILED:
+        raise IllegalOrderTransition(f"the head-end refused it again: {outcome}")
+    return noted
+
+
+@transaction.atomic
+def order_confirm_by_hand(*, order_id, actor) -> ServiceOrder:
+    """A clerk confirms a field order the line crew reports done (order_confirm records who).
+    A head-end order is confirmed by its head-end, never by hand."""
+    order = ServiceOrder.objects.get(pk=order_id)
+    if order.adapter != ServiceOrder.Adapter.FIELD:
+        raise IllegalOrderTransition(
+            "only field orders are confirmed by hand; the head-end confirms its own."
+        )
+    return order_confirm(order_id=order_id, actor=actor)
 
 
 def orders_retry_due(*, now=None, limit: int = 500) -> int:

@@ -25,6 +25,7 @@ from coop.admin_tools import (
     BigTableAdmin,
     ExactSearchMixin,
     HistoryAdmin,
+    NoDeleteMixin,
     ViewOnlyMixin,
     account_link,
     phone_search_value,
@@ -250,7 +251,7 @@ class PhoneProblemFilter(admin.SimpleListFilter):
 
 
 @admin.register(NotificationPreference)
-class NotificationPreferenceAdmin(BigTableAdmin, HistoryAdmin):
+class NotificationPreferenceAdmin(NoDeleteMixin, BigTableAdmin, HistoryAdmin):
     form = PreferenceForm
     list_display = ("member", "channels", "sms_consent", "low_balance", "phone_problem", "updated_at")
     list_select_related = ("member",)
@@ -358,7 +359,7 @@ class NoticeTemplateForm(forms.ModelForm):
 
 
 @admin.register(NoticeTemplate)
-class NoticeTemplateAdmin(HistoryAdmin):
+class NoticeTemplateAdmin(NoDeleteMixin, HistoryAdmin):
     form = NoticeTemplateForm
     list_display = ("notice", "channel", "subject", "allow_multipart", "updated_at", "updated_by")
     list_filter = ("channel", "notice")

@@ -42,7 +42,7 @@ def link_return_fees(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0016_deduction_append_only"),
+        ("billing", "0017_rates_history"),
     ]
 
     operations = [
