@@ -2,8 +2,13 @@ import os
 
 import pytest
 from django.conf import settings
+from django_q import tasks as q_tasks
+from django_q.conf import Conf
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
+
+from accounts.tests import factories
+from coop import roles
 
 # Hypothesis: a quick profile while developing, 500 examples in CI (HYPOTHESIS_PROFILE=ci).
 _slow_ok = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -18,6 +23,63 @@ hypothesis_settings.register_profile(
     database=None,
 )
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+# --- Shared test data (accounts/tests/factories.py): one policy, one user per role ---------------
+
+
+@pytest.fixture
+def policy(request, db):
+    """The policy version in force from 2026-01-01 (factories.policy): the model's neutral
+    defaults unless the test, its class or its module is marked
+    `@pytest.mark.policy("B", returned_payment_fee=Decimal("15.00"), effective_from=...)`; the
+    closest mark's presets and values win."""
+    names: tuple = ()
+    values: dict = {}
+    for mark in reversed(list(request.node.iter_markers("policy"))):
+        names = mark.args or names
+        values.update(mark.kwargs)
+    return factories.policy(*names, **values)
+
+
+@pytest.fixture
+def clerk(db):
+    return factories.staff(roles.CLERK, "clerk")
+
+
+@pytest.fixture
+def manager(db):
+    return factories.staff(roles.MANAGER, "manager")
+
+
+@pytest.fixture
+def auditor(db):
+    return factories.staff(roles.AUDITOR, "auditor")
+
+
+@pytest.fixture
+def superuser(db):
+    return factories.superuser()
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """What would be enqueued on the cluster, as (func, args, kwargs), recorded instead of run."""
+    calls = []
+    monkeypatch.setattr(
+        q_tasks, "async_task", lambda func, *args, **kwargs: calls.append((func, args, kwargs))
+    )
+    return calls
+
+
+@pytest.fixture
+def q_sync(monkeypatch):
+    """django-q2 runs each enqueued task at once, in this process (its `sync` mode). Conf is read
+    when django_q is imported, so override_settings(Q_CLUSTER=...) would not reach it."""
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+# --- end of shared test data ---------------------------------------------------------------------
 
 
 def pytest_collection_modifyitems(config, items):

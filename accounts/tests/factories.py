@@ -1,11 +1,20 @@
-"""Plain rows for tests. Anything with rules goes through the services."""
+"""The shared test data: members, locations, accounts, policy versions and staff users.
+
+Plain rows for tests; anything with rules goes through the services. The root conftest.py turns
+the common ones into fixtures (`policy`, `clerk`, `manager`, `auditor`, `superuser`).
+"""
 
 import datetime
 import itertools
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
 from accounts import services
 from accounts.models import Account
-from coop.models import BillingCycle
+from coop import presets
+from coop import services as coop_services
+from coop.models import BillingCycle, Policy
 
 _seq = itertools.count(1)
 
@@ -51,11 +60,32 @@ def account(*, billing_mode=Account.BillingMode.PREPAID, actor=None, **overrides
     return services.account_open(actor=actor, **fields)
 
 
-def staff(role: str, username: str):
-    """A staff user in one of the roles of coop/roles.py (password "x")."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
-
-    user = get_user_model().objects.create_user(username, password="x", is_staff=True)
+def staff(role: str, username: str, **fields):
+    """A staff user in one of the roles of coop/roles.py (password "x"), in its group only."""
+    user = get_user_model().objects.create_user(username, password="x", is_staff=True, **fields)
     user.groups.add(Group.objects.get(name=role))
     return user
+
+
+def superuser(username: str = "boss"):
+    return get_user_model().objects.create_superuser(username, f"{username}@coop.example", "x")
+
+
+def policy(*preset_names: str, effective_from=datetime.date(2026, 1, 1), name: str = "", **values) -> Policy:
+    """A policy version made the way a manager makes one (coop.services), before any test reads it.
+
+    Its settings are the model's neutral defaults, then the presets named (coop/presets.py, merged
+    in order, with their billing cycles), then `values`. A test that needs other numbers from a
+    day on makes a later version; it never edits one in force.
+    """
+    names = list(preset_names)
+    version = coop_services.policy_create_version(
+        actor=None,
+        effective_from=effective_from,
+        name=name or (f"Presets {' + '.join(n.upper() for n in names)}" if names else "test"),
+        values={**(presets.merged_values(names) if names else {}), **values},
+        allow_unconfigured_past=True,
+    )
+    if names:
+        coop_services.billing_cycles_ensure(actor=None, cycles=presets.merged_cycles(names))
+    return version

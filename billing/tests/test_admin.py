@@ -19,7 +19,7 @@ from billing import services
 from billing.models import ChargedFee, DebtPlan, LedgerAccount, Leg, Payment, ReturnedPayment, Transaction
 from billing.selectors import account_balances
 from coop import roles
-from coop.models import FeeScheduleEntry, Policy
+from coop.models import FeeScheduleEntry
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -36,8 +36,7 @@ def frozen_time():
 
 @pytest.fixture
 def policy():
-    return Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1),
+    return factories.policy(
         name="Admin test",
         prepaid_minimum_payment=D("20.00"),
         debt_plan_share_percent=D("35"),

@@ -40,8 +40,7 @@ def frozen_time():
 
 @pytest.fixture
 def policy():
-    return Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1),
+    return factories.policy(
         name="Bad values",
         debt_plan_share_percent=D("35"),
         amount_maximum=D("100000.00"),

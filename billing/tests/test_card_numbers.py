@@ -21,7 +21,6 @@ from billing import services
 from billing.ledger import coop_ledger_account, ledger_post, member_ledger_account
 from billing.models import ChargedFee, DebtPlan, LedgerAccount, Payment, ReturnedPayment, Transaction
 from coop import roles
-from coop.models import Policy
 from coop.validators import CardNumberRefused, contains_card_number, luhn_ok, mask_card_numbers
 
 pytestmark = pytest.mark.django_db
@@ -155,9 +154,7 @@ def frozen_time():
 
 @pytest.fixture
 def policy():
-    return Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1), name="Card test", debt_plan_share_percent=D("35")
-    )
+    return factories.policy(name="Card test", debt_plan_share_percent=D("35"))
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from billing import services
 from billing.exceptions import BillingError
 from billing.models import Transaction
 from billing.selectors import account_balances
-from coop.models import Policy
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -35,8 +34,7 @@ def clerk():
 
 @pytest.fixture
 def schedule_c():
-    return Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1),
+    return factories.policy(
         name="C",
         prepaid_deposit_waived=True,
         deposit_first_meter_favorable=D("60"),

@@ -25,7 +25,6 @@ from billing.ledger import coop_ledger_account, ledger_post, member_ledger_accou
 from billing.models import LedgerAccount, Payment, Receivable, RefundPayout, Transaction
 from billing.selectors import account_balances
 from coop import roles
-from coop.models import Policy
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -43,9 +42,7 @@ def frozen_time():
 
 @pytest.fixture(autouse=True)
 def policy():
-    return Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1), name="t", prepaid_minimum_payment=D("10.00")
-    )
+    return factories.policy(prepaid_minimum_payment=D("10.00"))
 
 
 def _staff(role, username):

@@ -18,7 +18,6 @@ from billing.imports import payment_file_import
 from billing.models import Payment
 from billing.selectors import account_balances
 from coop import roles
-from coop.models import Policy
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -29,9 +28,7 @@ SAMPLE = Path(__file__).parent / "data" / "lockbox_sample.csv"
 
 @pytest.fixture(autouse=True)
 def policy():
-    return Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1),
-        name="t",
+    return factories.policy(
         prepaid_minimum_payment=D("10.00"),
         check_restriction_returns=2,
         check_restriction_window_months=12,

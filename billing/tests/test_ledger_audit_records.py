@@ -19,7 +19,6 @@ from accounts.models import Account
 from accounts.tests import factories
 from billing import services
 from billing.models import ChargedFee, LedgerAccount, Leg, Payment, RefundPayout, Transaction
-from coop.models import Policy
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -55,9 +54,7 @@ def records():
     """Every kind of money record, posted through the services: a payment split between prepaid
     credit and a debt plan's arrears, a postpaid payment, a returned check with its fee, a waived
     fee, and a deposit collected, partly applied and refunded."""
-    Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1),
-        name="t",
+    factories.policy(
         returned_payment_fee=D("15.00"),
         debt_plan_share_percent=D("35.00"),
     )

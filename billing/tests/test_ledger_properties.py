@@ -34,7 +34,6 @@ from billing import services
 from billing.exceptions import BillingError
 from billing.models import Allocation, ChargedFee, Credit, Payment, Receivable, Transaction
 from billing.selectors import account_balances, active_plan, open_receivables, receivables_audit
-from coop.models import Policy
 
 D = Decimal
 ZERO = D("0.00")
@@ -256,7 +255,7 @@ class LedgerMachine(RuleBasedStateMachine):
 def test_money_services_keep_every_ledger_invariant():
     manager = get_user_model().objects.create_user("machine-manager", password="x")
     manager.groups.add(Group.objects.get(name="Billing manager"))
-    Policy.objects.create(
+    factories.policy(
         effective_from=datetime.date(2000, 1, 1),
         name="machine",
         debt_plan_share_percent=D("35"),

@@ -19,7 +19,6 @@ from billing import services
 from billing.exceptions import BillingError
 from billing.models import ChargedFee, DebtPlan, Payment, RefundPayout, ReturnedPayment, Transaction
 from coop import roles
-from coop.models import Policy
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -29,9 +28,7 @@ NOW = datetime.datetime(2026, 11, 20, 16, 0, tzinfo=datetime.UTC)
 
 @pytest.fixture(autouse=True)
 def setting():
-    Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1),
-        name="t",
+    factories.policy(
         debt_plan_share_percent=D("35"),
         returned_payment_fee=D("15.00"),
     )

@@ -15,7 +15,6 @@ from accounts.tests import factories
 from billing.imports import PaymentFileError, payment_file_import
 from billing.models import Payment, Transaction
 from coop import roles
-from coop.models import Policy
 
 pytestmark = pytest.mark.django_db
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
@@ -24,7 +23,7 @@ HEADER = "account_number,amount,tender,reference,received_at"
 
 @pytest.fixture(autouse=True)
 def setting():
-    Policy.objects.create(effective_from=datetime.date(2026, 1, 1), name="t")
+    factories.policy()
     with time_machine.travel(datetime.datetime(2026, 11, 20, 15, 0, tzinfo=CHICAGO), tick=False):
         yield
 

@@ -11,7 +11,6 @@ from billing import services
 from billing.exceptions import DuplicatePayment, PaymentRefused
 from billing.models import DebtPlan, Payment, ReturnedPayment
 from billing.selectors import account_balances, check_restricted_until
-from coop.models import Policy
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -26,7 +25,7 @@ def manager():
 
 
 def program(**fields):
-    return Policy.objects.create(effective_from=datetime.date(2026, 1, 1), name="test", **fields)
+    return factories.policy(**fields)
 
 
 def preset(name):

@@ -12,7 +12,6 @@ from billing import services
 from billing.exceptions import BillingError, IllegalPlanTransition
 from billing.models import DebtPlan
 from coop.lifecycle import IllegalTransition, map_problems
-from coop.models import Policy
 
 pytestmark = pytest.mark.django_db
 P = DebtPlan.Status
@@ -27,9 +26,7 @@ def manager():
 
 @pytest.fixture
 def plan(manager):
-    Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1), name="test", debt_plan_share_percent=Decimal("35")
-    )
+    factories.policy(debt_plan_share_percent=Decimal("35"))
     account = factories.account()
     services.debt_transfer_to_arrears(
         account=account, amount=Decimal("80.00"), actor=manager, reason="converted"

@@ -32,7 +32,7 @@ NOON = datetime.datetime(2026, 3, 2, 18, 0, tzinfo=datetime.UTC)
 
 @pytest.fixture(autouse=True)
 def policy():
-    return Policy.objects.create(effective_from=datetime.date(2026, 1, 1), name="test")
+    return factories.policy()
 
 
 @pytest.fixture

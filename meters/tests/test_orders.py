@@ -7,8 +7,6 @@ import time_machine
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.urls import reverse
-from django_q import tasks as q_tasks
-from django_q.conf import Conf
 
 from accounts.models import Account, AccountStatusChange
 from accounts.services import account_change_status
@@ -24,23 +22,6 @@ K = ServiceOrder.Kind
 T0 = datetime.datetime(2026, 11, 23, 16, 0, tzinfo=datetime.UTC)  # Monday 10:00 in Chicago
 CHANGELIST = reverse("admin:meters_serviceorder_changelist")
 FIELD_LIST = reverse("admin:meters_serviceorder_field_list")
-
-
-@pytest.fixture
-def queued(monkeypatch):
-    """Records what would be enqueued on the cluster instead of running it."""
-    calls = []
-    monkeypatch.setattr(
-        q_tasks, "async_task", lambda func, *args, **kwargs: calls.append((func, args, kwargs))
-    )
-    return calls
-
-
-@pytest.fixture
-def q_sync(monkeypatch):
-    """django-q2 runs each enqueued task at once, in this process (its `sync` mode). Conf is read
-    when django_q is imported, so override_settings(Q_CLUSTER=...) would not reach it."""
-    monkeypatch.setattr(Conf, "SYNC", True)
 
 
 def _user(username, role=None, **extra):

@@ -10,7 +10,6 @@ from twilio.http.response import Response
 from accounts.models import Account
 from accounts.services import account_change_status
 from accounts.tests import factories
-from coop.models import Policy
 from notifications import services
 from notifications.models import NotificationPreference
 
@@ -84,9 +83,8 @@ def enqueued(monkeypatch):
 
 @pytest.fixture
 def policy(db):
-    return Policy.objects.create(
+    return factories.policy(
         effective_from=datetime.date(2020, 1, 1),
-        name="test",
         low_balance_threshold_default=Decimal("20.00"),
         restore_level=Decimal("10.00"),
     )
