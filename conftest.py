@@ -1,6 +1,7 @@
 import os
 
 import pytest
+import time_machine
 from django.conf import settings
 from django_q import tasks as q_tasks
 from django_q.conf import Conf
@@ -30,36 +31,55 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 @pytest.fixture
 def policy(request, db):
-    """The policy version in force from 2026-01-01 (factories.policy): the model's neutral
-    defaults unless the test, its class or its module is marked
-    `@pytest.mark.policy("B", returned_payment_fee=Decimal("15.00"), effective_from=...)`; the
-    closest mark's presets and values win."""
-    names: tuple = ()
-    values: dict = {}
-    for mark in reversed(list(request.node.iter_markers("policy"))):
-        names = mark.args or names
-        values.update(mark.kwargs)
-    return factories.policy(*names, **values)
+    """The policy version in force from 2026-01-01, with the model's neutral defaults unless the
+    test, its class or its module is marked `@pytest.mark.policy("B", returned_payment_fee=...)`
+    (factories.policy_marked)."""
+    return factories.policy_marked(request.node)
 
 
 @pytest.fixture
 def clerk(db):
-    return factories.staff(roles.CLERK, "clerk")
+    return factories.staff(roles.CLERK, "clerk", first_name="Cleo", last_name="Clark")
 
 
 @pytest.fixture
 def manager(db):
-    return factories.staff(roles.MANAGER, "manager")
+    return factories.staff(roles.MANAGER, "manager", first_name="Mona", last_name="Manning")
 
 
 @pytest.fixture
 def auditor(db):
-    return factories.staff(roles.AUDITOR, "auditor")
+    return factories.staff(roles.AUDITOR, "auditor", first_name="Audra", last_name="Ives")
 
 
 @pytest.fixture
 def superuser(db):
     return factories.superuser()
+
+
+@pytest.fixture
+def admin_client(client, superuser):
+    """A client signed in as the superuser."""
+    client.force_login(superuser)
+    return client
+
+
+@pytest.fixture
+def manager_client(client, manager):
+    client.force_login(manager)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def frozen(request):
+    """The clock stands still (time-machine, tick=False) at the instant of the closest
+    `@pytest.mark.frozen(instant)` on the test, its class or its module, fixtures included."""
+    mark = request.node.get_closest_marker("frozen")
+    if mark is None:
+        yield
+        return
+    with time_machine.travel(mark.args[0], tick=False):
+        yield
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ the common ones into fixtures (`policy`, `clerk`, `manager`, `auditor`, `superus
 import datetime
 import itertools
 
+import time_machine
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
@@ -14,6 +15,7 @@ from accounts import services
 from accounts.models import Account
 from coop import presets
 from coop import services as coop_services
+from coop.calendar import coop_zone
 from coop.models import BillingCycle, Policy
 
 _seq = itertools.count(1)
@@ -60,15 +62,17 @@ def account(*, billing_mode=Account.BillingMode.PREPAID, actor=None, **overrides
     return services.account_open(actor=actor, **fields)
 
 
-def staff(role: str, username: str, **fields):
-    """A staff user in one of the roles of coop/roles.py (password "x"), in its group only."""
-    user = get_user_model().objects.create_user(username, password="x", is_staff=True, **fields)
+def staff(role: str, username: str = "", password: str = "x", **fields):
+    """A staff user (may sign in to the admin; no superuser powers) in one role's group of
+    coop/roles.py; named after the role unless `username` is given."""
+    username = username or role.lower().replace(" ", "_")
+    user = get_user_model().objects.create_user(username, password=password, is_staff=True, **fields)
     user.groups.add(Group.objects.get(name=role))
     return user
 
 
-def superuser(username: str = "boss"):
-    return get_user_model().objects.create_superuser(username, f"{username}@coop.example", "x")
+def superuser(username: str = "boss", password: str = "x"):
+    return get_user_model().objects.create_superuser(username, f"{username}@coop.example", password)
 
 
 def policy(*preset_names: str, effective_from=datetime.date(2026, 1, 1), name: str = "", **values) -> Policy:
@@ -89,3 +93,22 @@ def policy(*preset_names: str, effective_from=datetime.date(2026, 1, 1), name: s
     if names:
         coop_services.billing_cycles_ensure(actor=None, cycles=presets.merged_cycles(names))
     return version
+
+
+def policy_scheduled(*preset_names: str, effective_from: datetime.date, **values) -> Policy:
+    """A later policy version, scheduled as a manager schedules one: made at noon the day before
+    it comes into force, so it rewrites no day already past whatever today is."""
+    eve = datetime.datetime.combine(effective_from - datetime.timedelta(days=1), datetime.time(12))
+    with time_machine.travel(eve.replace(tzinfo=coop_zone()), tick=False):
+        return policy(*preset_names, effective_from=effective_from, **values)
+
+
+def policy_marked(node, **defaults) -> Policy:
+    """factories.policy with the presets and settings of the `policy` marks on a test (pytest's
+    `request.node`: the test's own mark over its class's over its module's) over `defaults`."""
+    names: tuple = ()
+    values = dict(defaults)
+    for mark in reversed(list(node.iter_markers("policy"))):
+        names = mark.args or names
+        values.update(mark.kwargs)
+    return policy(*names, **values)

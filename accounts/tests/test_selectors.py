@@ -1,7 +1,6 @@
 import datetime
 
 import pytest
-import time_machine
 
 from accounts.models import ServiceLocation
 from accounts.selectors import prepaid_eligibility_problems
@@ -44,7 +43,6 @@ def test_every_reason_a_location_is_not_eligible_is_listed(program_b):
 
 def test_a_policy_change_next_month_leaves_this_months_eligibility_unchanged(program_b):
     location = factories.location(amperage=400)
-    with time_machine.travel(datetime.date(2026, 6, 15), tick=False):  # made before it is in force
-        factories.policy(effective_from=datetime.date(2026, 7, 1), name="Program B, any service size")
+    factories.policy_scheduled(effective_from=datetime.date(2026, 7, 1), name="Program B, any service size")
     assert prepaid_eligibility_problems(location=location, on=datetime.date(2026, 6, 30)) != []
     assert prepaid_eligibility_problems(location=location, on=datetime.date(2026, 7, 1)) == []

@@ -6,8 +6,7 @@ import datetime
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
@@ -25,22 +24,6 @@ pytestmark = pytest.mark.django_db
 
 S = Account.Status
 ACCOUNTS = reverse("admin:accounts_account_changelist")
-
-
-def _staff_in(role, username):
-    user = get_user_model().objects.create_user(username, password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    return user
-
-
-@pytest.fixture
-def clerk():
-    return _staff_in(roles.CLERK, "clerk")
-
-
-@pytest.fixture
-def manager():
-    return _staff_in(roles.MANAGER, "manager")
 
 
 def _messages(response):

@@ -146,8 +146,7 @@ def test_a_run_killed_halfway_finishes_every_account_exactly_once_when_run_again
 def test_customer_charges_continue_while_disconnected_only_if_the_policy_says_so(blocks_tariff):
     day = datetime.date(2026, 12, 13)
     policy(charges_continue_while_disconnected=True)
-    with time_machine.travel(datetime.date(2026, 12, 1), tick=False):  # made before it is in force
-        factories.policy(effective_from=datetime.date(2026, 12, 14), name="stops")
+    factories.policy_scheduled(effective_from=datetime.date(2026, 12, 14), name="stops")
     continues = bf.prepaid_account(status=Account.Status.DISCONNECTED)
     with time_machine.travel(CHICAGO_NOON, tick=False):
         daily_run(day=day)

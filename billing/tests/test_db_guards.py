@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import DatabaseError, connection, transaction
 
 from accounts.tests import factories
@@ -210,13 +208,6 @@ def test_a_ledger_account_keeps_its_identity_and_only_its_balance_moves(books):
 
 
 # --- Point 5: payments, returns and fees are records ----------------------------------------------
-
-
-@pytest.fixture
-def manager():
-    user = get_user_model().objects.create_user("mgr", password="x")
-    user.groups.add(Group.objects.get(name="Billing manager"))
-    return user
 
 
 @pytest.fixture

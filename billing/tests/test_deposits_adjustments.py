@@ -2,8 +2,6 @@ import datetime
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from accounts.models import Account
@@ -16,20 +14,6 @@ from billing.selectors import account_balances
 
 pytestmark = pytest.mark.django_db
 D = Decimal
-
-
-@pytest.fixture
-def manager():
-    user = get_user_model().objects.create_user("mgr", password="x")
-    user.groups.add(Group.objects.get(name="Billing manager"))
-    return user
-
-
-@pytest.fixture
-def clerk():
-    user = get_user_model().objects.create_user("clerk", password="x")
-    user.groups.add(Group.objects.get(name="Billing clerk"))
-    return user
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ from decimal import Decimal
 
 import pytest
 import time_machine
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.urls import reverse
 from django_q.conf import Conf
@@ -18,6 +16,7 @@ from accounts.tests import factories
 from billing import services
 from billing.models import DisconnectDecision
 from billing.prepaid import disconnect_run, next_disconnect_window
+from coop import roles
 from coop.calendar import coop_zone
 from coop.services import weather_hold_create
 from meters.models import ServiceOrder
@@ -310,8 +309,7 @@ def test_a_manager_enters_a_medical_hold_and_a_clerk_only_sees_it(client, manage
     page = client.get(reverse("admin:accounts_account_change", args=[account.pk])).content.decode()
     assert "disconnect holds" in page.lower() and "Oxygen concentrator" in page
 
-    clerk = get_user_model().objects.create_user("clerk", password="x", is_staff=True)
-    clerk.groups.add(Group.objects.get(name="Billing clerk"))
+    clerk = factories.staff(roles.CLERK, "clerk")
     client.force_login(clerk)
     assert client.get(reverse("admin:accounts_servicehold_add")).status_code == 403
     assert (

@@ -10,8 +10,6 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import connection
 
@@ -19,6 +17,7 @@ from accounts.models import Account
 from accounts.tests import factories
 from billing import services
 from billing.models import ChargedFee, LedgerAccount, Leg, Payment, RefundPayout, Transaction
+from coop import roles
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -58,8 +57,7 @@ def records():
         returned_payment_fee=D("15.00"),
         debt_plan_share_percent=D("35.00"),
     )
-    manager = get_user_model().objects.create_user("mgr", password="x")
-    manager.groups.add(Group.objects.get(name="Billing manager"))
+    manager = factories.staff(roles.MANAGER, "mgr")
     prepaid = factories.account()
     services.debt_transfer_to_arrears(account=prepaid, amount=D("200.00"), actor=manager, reason="converted")
     services.plan_enroll(account=prepaid, actor=manager)

@@ -4,8 +4,6 @@ import datetime
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 
 from accounts.tests import factories
 from billing import services
@@ -15,13 +13,6 @@ from coop.lifecycle import IllegalTransition, map_problems
 
 pytestmark = pytest.mark.django_db
 P = DebtPlan.Status
-
-
-@pytest.fixture
-def manager():
-    user = get_user_model().objects.create_user("mgr", password="x")
-    user.groups.add(Group.objects.get(name="Billing manager"))
-    return user
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ import datetime
 from decimal import Decimal
 
 import pytest
-import time_machine
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.urls import reverse
 
@@ -26,10 +24,7 @@ RECONNECT_TASK = "billing.prepaid.reconnect_if_restored"
 NOTICES_TASK = "notifications.tasks.messages_send_task"  # the payment's receipt
 
 
-@pytest.fixture(autouse=True)
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = [pytest.mark.frozen(NOW)]
 
 
 _refs = iter(range(1, 10_000))
@@ -134,7 +129,7 @@ def test_at_least_the_minimum_payment_and_nothing_when_already_enough():
 def test_the_account_page_shows_the_amount_needed_to_restore_service(client):
     factories.policy("E")
     account = prepaid("-5.50")
-    client.force_login(get_user_model().objects.create_superuser("boss", "b@coop.example", "x"))
+    client.force_login(factories.superuser())
     page = client.get(reverse("admin:accounts_account_change", args=[account.pk])).content.decode()
     assert "Amount needed to restore service: $25.50" in page
     active = prepaid("-5.50", status=Account.Status.ACTIVE)

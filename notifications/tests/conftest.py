@@ -82,8 +82,11 @@ def enqueued(monkeypatch):
 
 
 @pytest.fixture
-def policy(db):
-    return factories.policy(
+def policy(request, db):
+    """The notices' policy: warnings below $20.00, restored at $10.00 (marks may change it, see the
+    root conftest.py)."""
+    return factories.policy_marked(
+        request.node,
         effective_from=datetime.date(2020, 1, 1),
         low_balance_threshold_default=Decimal("20.00"),
         restore_level=Decimal("10.00"),
