@@ -26,7 +26,8 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
-# --- Shared test data (accounts/tests/factories.py): one policy, one user per role ---------------
+# --- Shared test data (accounts/tests/factories.py): the policy, a user per role, the task queue,
+# the clock (README.md, "Tests share one set of test data") ------------------------------------
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The shared test data: members, locations, accounts, policy versions and staff users.
+"""The shared test data: members, locations, accounts (with a meter), policy versions and staff
+users.
 
 Plain rows for tests; anything with rules goes through the services. The root conftest.py turns
 the common ones into fixtures (`policy`, `clerk`, `manager`, `auditor`, `superuser`).
@@ -17,6 +18,7 @@ from coop import presets
 from coop import services as coop_services
 from coop.calendar import coop_zone
 from coop.models import BillingCycle, Policy
+from meters import services as meter_services
 
 _seq = itertools.count(1)
 
@@ -60,6 +62,21 @@ def account(*, billing_mode=Account.BillingMode.PREPAID, actor=None, **overrides
     }
     fields.update(overrides)
     return services.account_open(actor=actor, **fields)
+
+
+def account_with_meter(*, serial: str = "", remote: bool = True, **overrides) -> Account:
+    """An account enrolled (pending to active) with a meter installed at its location on
+    2026-01-05; `remote`: the meter has a remote disconnect switch (AMI)."""
+    enrolled = services.account_change_status(
+        account=account(**overrides), to_status=Account.Status.ACTIVE, actor=None, reason="enrolled"
+    )
+    meter = meter_services.meter_create(
+        serial=serial or f"AMI{next(_seq):06d}", remote_disconnect_capable=remote
+    )
+    meter_services.meter_install(
+        meter=meter, location=enrolled.location, installed_on=datetime.date(2026, 1, 5)
+    )
+    return enrolled
 
 
 def staff(role: str, username: str = "", password: str = "x", **fields):

@@ -11,7 +11,6 @@ from django.urls import reverse
 from django_q.conf import Conf
 
 from accounts.models import Account, ServiceHold
-from accounts.services import account_change_status
 from accounts.tests import factories
 from billing import services
 from billing.models import DisconnectDecision
@@ -20,7 +19,6 @@ from coop import roles
 from coop.calendar import coop_zone
 from coop.services import weather_hold_create
 from meters.models import ServiceOrder
-from meters.services import meter_create, meter_install
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -36,15 +34,9 @@ SATURDAY = datetime.date(2026, 11, 28)
 THANKSGIVING = datetime.date(2026, 11, 26)
 
 
-_serials = iter(range(1, 10_000))
-
-
 def prepaid(balance, *, on=MONDAY):
     """An active prepaid account with an AMI meter and the given balance, made through the services."""
-    account = factories.account()
-    account_change_status(account=account, to_status=Account.Status.ACTIVE, actor=None, reason="enrolled")
-    meter = meter_create(serial=f"AMI{next(_serials):05d}")
-    meter_install(meter=meter, location=account.location, installed_on=datetime.date(2026, 1, 5))
+    account = factories.account_with_meter()
     balance = D(balance)
     with time_machine.travel(chicago(on.year, on.month, on.day, 7, 0), tick=False):
         if balance > 0:

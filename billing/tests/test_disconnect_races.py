@@ -23,7 +23,6 @@ from django_q import tasks as q_tasks
 from django_q.conf import Conf
 
 from accounts.models import Account, AccountStatusChange, ServiceHold
-from accounts.services import account_change_status
 from accounts.tests import factories
 from billing import prepaid, services
 from billing.prepaid import disconnect_run
@@ -33,7 +32,7 @@ from coop.services import weather_hold_create
 from meters import tasks as meter_tasks
 from meters.exceptions import IllegalOrderTransition
 from meters.models import ServiceOrder
-from meters.services import meter_create, meter_install, order_confirm, order_move_to_field, order_send
+from meters.services import order_confirm, order_move_to_field, order_send
 from notifications.models import Message, Notice
 
 D = Decimal
@@ -47,10 +46,7 @@ _numbers = iter(range(1, 100_000))
 def prepaid_account(balance="-1.00", *, start="10.00", remote=True):
     """An active prepaid account with an AMI meter that paid `start` and used energy down to
     `balance`, through the services."""
-    account = factories.account()
-    account_change_status(account=account, to_status=Account.Status.ACTIVE, actor=None, reason="enrolled")
-    meter = meter_create(serial=f"AMI{next(_numbers):06d}", remote_disconnect_capable=remote)
-    meter_install(meter=meter, location=account.location, installed_on=datetime.date(2026, 1, 5))
+    account = factories.account_with_meter(remote=remote)
     services.payment_post(account=account, amount=start, tender="cash", reference=f"start-{account.pk}")
     services.fee_charge(account=account, code="energy", amount=D(start) - D(balance), memo="energy used")
     account.refresh_from_db()

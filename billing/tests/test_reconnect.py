@@ -15,7 +15,7 @@ from billing.prepaid import reconnect_if_restored, restore_amount_needed
 from billing.selectors import account_balances
 from coop.calendar import coop_zone
 from meters.models import ServiceOrder
-from meters.services import meter_create, meter_install, order_request, order_send
+from meters.services import order_request, order_send
 
 D = Decimal
 K, S = ServiceOrder.Kind, ServiceOrder.Status
@@ -38,10 +38,7 @@ def pay(account, amount):
 
 def prepaid(balance, *, status=Account.Status.DISCONNECTED, start="50.00"):
     """A prepaid account with an AMI meter that paid `start`, then used energy down to `balance`."""
-    account = factories.account()
-    account_change_status(account=account, to_status=Account.Status.ACTIVE, actor=None, reason="enrolled")
-    meter = meter_create(serial=f"AMI{account.pk:06d}")
-    meter_install(meter=meter, location=account.location, installed_on=datetime.date(2026, 1, 5))
+    account = factories.account_with_meter()
     if D(start):
         pay(account, start)
     used = D(start) - D(balance)
