@@ -19,7 +19,6 @@ from billing.selectors import (
     receivables_audit,
     receivables_summary,
 )
-from coop.models import Policy
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("policy")]
 D = Decimal
@@ -335,7 +334,6 @@ def test_twenty_payments_to_one_postpaid_account_at_once_pay_its_bills_oldest_fi
 
     from django.db import connection
 
-    Policy.objects.get_or_create(effective_from=datetime.date(2026, 1, 1), defaults={"name": "test"})
     account = factories.account(billing_mode=POSTPAID)
     jan, feb, mar = bill(account, "100.00", JAN), bill(account, "50.00", FEB), bill(account, "75.00", MAR)
     barrier, errors = threading.Barrier(20), []
