@@ -1,9 +1,15 @@
 import os
 
 import pytest
+import time_machine
 from django.conf import settings
+from django_q import tasks as q_tasks
+from django_q.conf import Conf
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
+
+from accounts.tests import factories
+from coop import roles
 
 # Hypothesis: a quick profile while developing, 500 examples in CI (HYPOTHESIS_PROFILE=ci), and
 # 100 in CI's PostgreSQL pass (ci-postgres): the properties are about the money logic, which the
@@ -23,6 +29,83 @@ hypothesis_settings.register_profile(
 )
 hypothesis_settings.register_profile("ci-postgres", hypothesis_settings.get_profile("ci"), max_examples=100)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+# --- Shared test data (accounts/tests/factories.py): the policy, a user per role, the task queue,
+# the clock (README.md, "Tests share one set of test data") ------------------------------------
+
+
+@pytest.fixture
+def policy(request, db):
+    """The policy version in force from 2026-01-01, with the model's neutral defaults unless the
+    test, its class or its module is marked `@pytest.mark.policy("B", returned_payment_fee=...)`
+    (factories.policy_marked)."""
+    return factories.policy_marked(request.node)
+
+
+@pytest.fixture
+def clerk(db):
+    return factories.staff(roles.CLERK, "clerk", first_name="Cleo", last_name="Clark")
+
+
+@pytest.fixture
+def manager(db):
+    return factories.staff(roles.MANAGER, "manager", first_name="Mona", last_name="Manning")
+
+
+@pytest.fixture
+def auditor(db):
+    return factories.staff(roles.AUDITOR, "auditor", first_name="Audra", last_name="Ives")
+
+
+@pytest.fixture
+def superuser(db):
+    return factories.superuser()
+
+
+@pytest.fixture
+def admin_client(client, superuser):
+    """A client signed in as the superuser."""
+    client.force_login(superuser)
+    return client
+
+
+@pytest.fixture
+def manager_client(client, manager):
+    client.force_login(manager)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def frozen(request):
+    """The clock stands still (time-machine, tick=False) at the instant of the closest
+    `@pytest.mark.frozen(instant)` on the test, its class or its module, fixtures included."""
+    mark = request.node.get_closest_marker("frozen")
+    if mark is None:
+        yield
+        return
+    with time_machine.travel(mark.args[0], tick=False):
+        yield
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """What would be enqueued on the cluster, as (func, args, kwargs), recorded instead of run."""
+    calls = []
+    monkeypatch.setattr(
+        q_tasks, "async_task", lambda func, *args, **kwargs: calls.append((func, args, kwargs))
+    )
+    return calls
+
+
+@pytest.fixture
+def q_sync(monkeypatch):
+    """django-q2 runs each enqueued task at once, in this process (its `sync` mode). Conf is read
+    when django_q is imported, so override_settings(Q_CLUSTER=...) would not reach it."""
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+# --- end of shared test data ---------------------------------------------------------------------
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,8 +2,6 @@ import datetime
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -12,7 +10,6 @@ from django.utils import timezone
 
 from accounts.models import Account, AccountStatusChange, Member, ServiceLocation
 from accounts.tests import factories
-from coop import roles
 from coop.admin_tools import BoundedCountPaginator
 from coop.models import BillingCycle
 from meters import services as meter_services
@@ -28,28 +25,6 @@ STATUS_CHANGES = reverse("admin:accounts_accountstatuschange_changelist")
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def admin_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_superuser("boss", "boss@coop.example", "x"))
-    return client
-
-
-def _staff_in(role, username):
-    user = get_user_model().objects.create_user(username, password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    return user
-
-
-@pytest.fixture
-def clerk():
-    return _staff_in(roles.CLERK, "clerk")
-
-
-@pytest.fixture
-def auditor():
-    return _staff_in(roles.AUDITOR, "auditor")
 
 
 def _found(response):

@@ -5,7 +5,6 @@ import pytest
 from accounts.models import ServiceLocation
 from accounts.selectors import prepaid_eligibility_problems
 from accounts.tests import factories
-from coop.models import Policy
 
 pytestmark = pytest.mark.django_db
 
@@ -13,8 +12,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def program_b():
     # Program B: single-phase residential, self-contained meter, 200-amp service.
-    return Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1),
+    return factories.policy(
         name="Program B",
         prepaid_single_phase_only=True,
         prepaid_residential_only=True,
@@ -45,6 +43,6 @@ def test_every_reason_a_location_is_not_eligible_is_listed(program_b):
 
 def test_a_policy_change_next_month_leaves_this_months_eligibility_unchanged(program_b):
     location = factories.location(amperage=400)
-    Policy.objects.create(effective_from=datetime.date(2026, 7, 1), name="Program B, any service size")
+    factories.policy_scheduled(effective_from=datetime.date(2026, 7, 1), name="Program B, any service size")
     assert prepaid_eligibility_problems(location=location, on=datetime.date(2026, 6, 30)) != []
     assert prepaid_eligibility_problems(location=location, on=datetime.date(2026, 7, 1)) == []

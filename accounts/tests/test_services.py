@@ -1,5 +1,4 @@
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
 from accounts import services
@@ -10,11 +9,6 @@ from accounts.tests import factories
 pytestmark = pytest.mark.django_db
 
 S = Account.Status
-
-
-@pytest.fixture
-def clerk():
-    return get_user_model().objects.create_user("clerk1", password="x")
 
 
 def test_member_phone_in_any_common_format_is_stored_as_e164():

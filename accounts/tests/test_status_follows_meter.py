@@ -6,8 +6,7 @@ import datetime
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
@@ -15,6 +14,7 @@ from accounts import services
 from accounts.exceptions import IllegalStatusTransition
 from accounts.models import Account, AccountStatusChange, ServiceHold
 from accounts.tests import factories
+from accounts.tests.test_admin import _run_status_action
 from coop import roles
 from coop.calendar import local_today
 from meters import services as meter_services
@@ -25,22 +25,6 @@ pytestmark = pytest.mark.django_db
 
 S = Account.Status
 ACCOUNTS = reverse("admin:accounts_account_changelist")
-
-
-def _staff_in(role, username):
-    user = get_user_model().objects.create_user(username, password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    return user
-
-
-@pytest.fixture
-def clerk():
-    return _staff_in(roles.CLERK, "clerk")
-
-
-@pytest.fixture
-def manager():
-    return _staff_in(roles.MANAGER, "manager")
 
 
 def _messages(response):
@@ -153,17 +137,7 @@ def test_an_active_account_page_offers_no_status_change_at_all(client, clerk):
 
 
 def _bulk(client, accounts, to_status, reason="Cleanup"):
-    return client.post(
-        ACCOUNTS,
-        {
-            "action": "change_status",
-            "_selected_action": [a.pk for a in accounts],
-            "to_status": to_status,
-            "reason": reason,
-            "index": 0,
-        },
-        follow=True,
-    )
+    return _run_status_action(client, accounts, to_status, reason)
 
 
 def test_the_list_action_refuses_meter_moves_and_changes_none(client, clerk):

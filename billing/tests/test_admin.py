@@ -5,9 +5,7 @@ import datetime
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -18,27 +16,17 @@ from accounts.tests import factories
 from billing import services
 from billing.models import ChargedFee, DebtPlan, LedgerAccount, Leg, Payment, ReturnedPayment, Transaction
 from billing.selectors import account_balances
-from coop import roles
-from coop.models import FeeScheduleEntry, Policy
+from coop.models import FeeScheduleEntry
 
-pytestmark = pytest.mark.django_db
 D = Decimal
 POSTPAID = Account.BillingMode.POSTPAID
 # Friday November 20, 2026, 10:00 in the cooperative's zone (America/Chicago).
 NOW = datetime.datetime(2026, 11, 20, 16, 0, tzinfo=datetime.UTC)
 
 
-@pytest.fixture(autouse=True)
-def frozen_time():
-    with time_machine.travel(NOW, tick=False):
-        yield
-
-
-@pytest.fixture
-def policy():
-    return Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1),
-        name="Admin test",
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.policy(
         prepaid_minimum_payment=D("20.00"),
         debt_plan_share_percent=D("35"),
         returned_payment_fee=D("15.00"),
@@ -48,35 +36,9 @@ def policy():
         check_restriction_months=12,
         deposit_first_meter_favorable=D("60.00"),
         deposit_first_meter_unfavorable=D("250.00"),
-    )
-
-
-def _staff(role, username):
-    user = get_user_model().objects.create_user(
-        username, password="x", is_staff=True, first_name=username.title(), last_name="Staff"
-    )
-    user.groups.add(Group.objects.get(name=role))
-    return user
-
-
-@pytest.fixture
-def clerk():
-    return _staff(roles.CLERK, "clerk")
-
-
-@pytest.fixture
-def manager():
-    return _staff(roles.MANAGER, "manager")
-
-
-@pytest.fixture
-def auditor():
-    return _staff(roles.AUDITOR, "auditor")
-
-
-@pytest.fixture
-def superuser(django_user_model):
-    return django_user_model.objects.create_superuser("boss", "boss@coop.example", "x")
+    ),
+    pytest.mark.frozen(NOW),
+]
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from accounts.tests import factories
 from billing.models import Payment
 from billing.selectors import account_balances
 from coop import roles
-from coop.models import Policy
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -79,7 +78,7 @@ def _fits(page, selector) -> bool:
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_clerk_posts_a_payment_and_reads_the_receipt_on_desktop_and_phone(browser, live_server):
-    Policy.objects.create(
+    factories.policy(
         effective_from=datetime.date(2020, 1, 1),
         name="Browser test",
         prepaid_minimum_payment=Decimal("20.00"),

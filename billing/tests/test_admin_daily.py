@@ -5,17 +5,17 @@ import pytest
 import time_machine
 from django.urls import reverse
 
+from accounts.tests import factories
 from billing.daily import daily_run
 from billing.models import Tariff
 from billing.tests import factories as bf
-from coop.models import Policy
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def ran():
-    Policy.objects.create(effective_from=datetime.date(2020, 1, 1), name="test")
+    factories.policy(effective_from=datetime.date(2020, 1, 1))
     bf.tariff(tax_percent=Decimal("5"))
     account = bf.prepaid_account()
     with time_machine.travel("2026-12-15 18:00:00+00:00", tick=False):

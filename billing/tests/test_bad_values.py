@@ -13,7 +13,6 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
-import time_machine
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
@@ -22,42 +21,25 @@ from billing import services
 from billing.ledger import MAX_BALANCE, coop_ledger_account
 from billing.models import DebtPlan, LedgerAccount, Payment, ReturnedPayment, Transaction
 from coop import roles
-from coop.models import FeeScheduleEntry, Policy
+from coop.models import FeeScheduleEntry
 from coop.validators import ValueRefused
 
-pytestmark = pytest.mark.django_db
 D = Decimal
 P = LedgerAccount.Purpose
 NOW = datetime.datetime(2026, 11, 20, 16, 0, tzinfo=datetime.UTC)  # Friday 10:00 in Chicago
 HUGE = "9999999999.99"
 
 
-@pytest.fixture(autouse=True)
-def frozen_time():
-    with time_machine.travel(NOW, tick=False):
-        yield
-
-
-@pytest.fixture
-def policy():
-    return Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1),
-        name="Bad values",
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.policy(
         debt_plan_share_percent=D("35"),
         amount_maximum=D("100000.00"),
         payment_confirm_above_cash=D("5000.00"),
         payment_confirm_above=D("10000.00"),
-    )
-
-
-@pytest.fixture
-def clerk():
-    return factories.staff(roles.CLERK, "clerk")
-
-
-@pytest.fixture
-def manager():
-    return factories.staff(roles.MANAGER, "manager")
+    ),
+    pytest.mark.frozen(NOW),
+]
 
 
 @pytest.fixture
@@ -260,8 +242,8 @@ def test_every_service_refuses_an_amount_above_the_policys_largest_even_on_an_em
     assert _writes()[:4] == before[:4]
 
 
+@pytest.mark.policy(amount_maximum=MAX_BALANCE)
 def test_the_ledger_refuses_a_posting_that_would_overflow_a_balance(account, manager):
-    Policy.objects.update(amount_maximum=MAX_BALANCE)
     before = _writes()
     with pytest.raises(services.BillingError, match="would hold more than \\$9,999,999,999.99"):
         services.payment_post(
@@ -325,8 +307,8 @@ def test_a_check_below_its_own_limit_needs_no_confirmation_but_cash_of_the_same_
     services.payment_post(account=account, amount="5000.00", tender="cash", reference="BOOK-5")
 
 
+@pytest.mark.policy(payment_confirm_above_cash=D("0"))
 def test_a_limit_of_zero_never_asks(account):
-    Policy.objects.update(payment_confirm_above_cash=D("0"))
     payment, _ = services.payment_post(account=account, amount="99000.00", tender="cash", reference="BOOK-9")
     assert payment.transaction.memo == "Cash BOOK-9"
 
@@ -334,9 +316,12 @@ def test_a_limit_of_zero_never_asks(account):
 def test_a_policy_whose_confirmation_limit_is_above_its_largest_payment_is_invalid(policy):
     from django.core.exceptions import ValidationError
 
-    policy.payment_confirm_above = D("200000.00")
     with pytest.raises(ValidationError) as invalid:
-        policy.full_clean()
+        factories.policy(
+            effective_from=datetime.date(2026, 12, 1),
+            amount_maximum=policy.amount_maximum,
+            payment_confirm_above=D("200000.00"),
+        )
     assert "payment_confirm_above" in invalid.value.message_dict
 
 

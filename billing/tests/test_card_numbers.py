@@ -10,7 +10,6 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
-import time_machine
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db.models import CharField, TextField
@@ -21,10 +20,8 @@ from billing import services
 from billing.ledger import coop_ledger_account, ledger_post, member_ledger_account
 from billing.models import ChargedFee, DebtPlan, LedgerAccount, Payment, ReturnedPayment, Transaction
 from coop import roles
-from coop.models import Policy
 from coop.validators import CardNumberRefused, contains_card_number, luhn_ok, mask_card_numbers
 
-pytestmark = pytest.mark.django_db
 D = Decimal
 P = LedgerAccount.Purpose
 NOW = datetime.datetime(2026, 11, 20, 16, 0, tzinfo=datetime.UTC)  # 10:00 in Chicago
@@ -147,27 +144,11 @@ def test_every_handler_a_record_reaches_masks_card_numbers(name):
 # --- The services: every free text on a money record ---------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def frozen_time():
-    with time_machine.travel(NOW, tick=False):
-        yield
-
-
-@pytest.fixture
-def policy():
-    return Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1), name="Card test", debt_plan_share_percent=D("35")
-    )
-
-
-@pytest.fixture
-def clerk():
-    return factories.staff(roles.CLERK, "clerk")
-
-
-@pytest.fixture
-def manager():
-    return factories.staff(roles.MANAGER, "manager")
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.policy(debt_plan_share_percent=D("35")),
+    pytest.mark.frozen(NOW),
+]
 
 
 @pytest.fixture
@@ -492,7 +473,7 @@ def test_a_disconnect_hold_note_with_a_card_number_is_refused_on_the_field(clien
 def test_a_members_address_and_an_office_closure_reason_refuse_a_card_number(client, manager, account):
     from coop.models import OfficeClosure
 
-    superuser = get_user_model().objects.create_superuser("boss", "b@example.com", "x")
+    superuser = factories.superuser()
     client.force_login(superuser)
     response = client.post(
         reverse("admin:coop_officeclosure_add"),

@@ -7,6 +7,7 @@ import time_machine
 from django.core.management import CommandError, call_command
 
 from accounts.models import Account
+from accounts.tests import factories
 from billing import daily, services
 from billing.daily import daily_run
 from billing.exceptions import DailyRunError, RatesError
@@ -14,7 +15,6 @@ from billing.models import DailyRun, Deduction, LedgerAccount, Leg
 from billing.rates import month_prices, monthly_bill
 from billing.selectors import account_balances
 from billing.tests import factories as bf
-from coop.models import Policy
 from meters.models import MeterRead
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +23,7 @@ CHICAGO_NOON = "2026-12-15 18:00:00+00:00"
 
 
 def policy(**fields):
-    return Policy.objects.create(effective_from=datetime.date(2020, 1, 1), name="test", **fields)
+    return factories.policy(effective_from=datetime.date(2020, 1, 1), **fields)
 
 
 def pay(account, amount, ref):
@@ -146,10 +146,10 @@ def test_a_run_killed_halfway_finishes_every_account_exactly_once_when_run_again
 def test_customer_charges_continue_while_disconnected_only_if_the_policy_says_so(blocks_tariff):
     day = datetime.date(2026, 12, 13)
     policy(charges_continue_while_disconnected=True)
+    factories.policy_scheduled(effective_from=datetime.date(2026, 12, 14), name="stops")
     continues = bf.prepaid_account(status=Account.Status.DISCONNECTED)
     with time_machine.travel(CHICAGO_NOON, tick=False):
         daily_run(day=day)
-        Policy.objects.create(effective_from=datetime.date(2026, 12, 14), name="stops")
         stops = bf.prepaid_account(status=Account.Status.DISCONNECTED)
         daily_run(day=datetime.date(2026, 12, 14))
     assert Deduction.objects.get(account=continues, service_day=day).customer_charge == D("1.00")

@@ -6,12 +6,12 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from accounts.tests import factories
 from billing import services
 from billing.daily import daily_run
 from billing.models import Deduction
 from billing.selectors import account_balances
 from billing.tests import factories as bf
-from coop.models import Policy
 
 D = Decimal
 
@@ -20,7 +20,7 @@ D = Decimal
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_payments_posted_while_the_run_deducts_the_same_accounts_are_neither_lost_nor_deadlocked():
     """Two chunks at a time and four clerks posting payments to the same accounts."""
-    Policy.objects.create(effective_from=datetime.date(2020, 1, 1), name="test")
+    factories.policy(effective_from=datetime.date(2020, 1, 1))
     bf.tariff(tax_percent=D("5"))
     accounts = [bf.prepaid_account() for _ in range(40)]
     day = datetime.date.today() - datetime.timedelta(days=2)

@@ -12,15 +12,12 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import DatabaseError, connection, transaction
 
 from accounts.tests import factories
 from billing import services
 from billing.ledger import coop_ledger_account, ledger_post, ledger_reverse, member_ledger_account
 from billing.models import ChargedFee, LedgerAccount, Leg, Payment, RefundPayout, ReturnedPayment, Transaction
-from coop.models import Policy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 P = LedgerAccount.Purpose
@@ -214,16 +211,9 @@ def test_a_ledger_account_keeps_its_identity_and_only_its_balance_moves(books):
 
 
 @pytest.fixture
-def manager():
-    user = get_user_model().objects.create_user("mgr", password="x")
-    user.groups.add(Group.objects.get(name="Billing manager"))
-    return user
-
-
-@pytest.fixture
 def records(manager):
     """A payment returned (with its fee charged), another payment posted, a fee waived, a deposit."""
-    Policy.objects.create(effective_from=datetime.date(2026, 1, 1), name="t", returned_payment_fee=D("15.00"))
+    factories.policy(returned_payment_fee=D("15.00"))
     account = factories.account()
     kept, _ = services.payment_post(account=account, amount=D("40.00"), tender="cash", reference="kept")
     bounced, _ = services.payment_post(account=account, amount=D("25.00"), tender="check", reference="101")
@@ -290,7 +280,7 @@ def test_a_daily_deduction_cannot_be_changed_or_deleted():
     from billing.models import Deduction
     from billing.tests import factories as bf
 
-    Policy.objects.create(effective_from=datetime.date(2020, 1, 1), name="t")
+    factories.policy(effective_from=datetime.date(2020, 1, 1))
     bf.tariff(customer_charge=D("31.00"))
     account = bf.prepaid_account()
     services.payment_post(account=account, amount=D("50.00"), tender="cash", reference="start")
@@ -369,7 +359,7 @@ def app_role():
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_application_role_posts_money_but_cannot_switch_any_guard_off(app_role, manager):
-    Policy.objects.create(effective_from=datetime.date(2026, 1, 1), name="t")
+    factories.policy()
     account = factories.account()
     cash = coop_ledger_account(P.CASH_CLEARING, tender="cash")
     credit = member_ledger_account(account, P.PREPAID_CREDIT)

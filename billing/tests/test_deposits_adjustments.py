@@ -2,8 +2,6 @@ import datetime
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from accounts.models import Account
@@ -13,30 +11,14 @@ from billing import services
 from billing.exceptions import BillingError
 from billing.models import Transaction
 from billing.selectors import account_balances
-from coop.models import Policy
 
 pytestmark = pytest.mark.django_db
 D = Decimal
 
 
 @pytest.fixture
-def manager():
-    user = get_user_model().objects.create_user("mgr", password="x")
-    user.groups.add(Group.objects.get(name="Billing manager"))
-    return user
-
-
-@pytest.fixture
-def clerk():
-    user = get_user_model().objects.create_user("clerk", password="x")
-    user.groups.add(Group.objects.get(name="Billing clerk"))
-    return user
-
-
-@pytest.fixture
 def schedule_c():
-    return Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1),
+    return factories.policy(
         name="C",
         prepaid_deposit_waived=True,
         deposit_first_meter_favorable=D("60"),

@@ -6,23 +6,19 @@ from decimal import Decimal
 
 import pytest
 import time_machine
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.urls import reverse
-from django_q import tasks as q_tasks
 from django_q.conf import Conf
 
 from accounts.models import Account, ServiceHold
-from accounts.services import account_change_status
 from accounts.tests import factories
 from billing import services
 from billing.models import DisconnectDecision
 from billing.prepaid import disconnect_run, next_disconnect_window
+from coop import roles
 from coop.calendar import coop_zone
-from coop.services import policy_load_presets, weather_hold_create
+from coop.services import weather_hold_create
 from meters.models import ServiceOrder
-from meters.services import meter_create, meter_install
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -38,35 +34,9 @@ SATURDAY = datetime.date(2026, 11, 28)
 THANKSGIVING = datetime.date(2026, 11, 26)
 
 
-@pytest.fixture
-def queued(monkeypatch):
-    calls = []
-    monkeypatch.setattr(
-        q_tasks, "async_task", lambda func, *args, **kwargs: calls.append((func, args, kwargs))
-    )
-    return calls
-
-
-@pytest.fixture
-def manager():
-    user = get_user_model().objects.create_user("mgr", password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name="Billing manager"))
-    return user
-
-
-def preset(name):
-    return policy_load_presets(names=[name], effective_from=datetime.date(2026, 1, 1))
-
-
-_serials = iter(range(1, 10_000))
-
-
 def prepaid(balance, *, on=MONDAY):
     """An active prepaid account with an AMI meter and the given balance, made through the services."""
-    account = factories.account()
-    account_change_status(account=account, to_status=Account.Status.ACTIVE, actor=None, reason="enrolled")
-    meter = meter_create(serial=f"AMI{next(_serials):05d}")
-    meter_install(meter=meter, location=account.location, installed_on=datetime.date(2026, 1, 5))
+    account = factories.account_with_meter()
     balance = D(balance)
     with time_machine.travel(chicago(on.year, on.month, on.day, 7, 0), tick=False):
         if balance > 0:
@@ -95,7 +65,7 @@ def orders(account):
 
 
 def test_program_e_cuts_a_negative_balance_on_a_weekday_in_the_window(queued):
-    preset("E")
+    factories.policy("E")
     negative, zero = prepaid("-5.50"), prepaid("0.00")
     summary = run_at(2026, 11, 23, 10, 0)
     (order,) = orders(negative)
@@ -113,7 +83,7 @@ def test_program_e_cuts_a_negative_balance_on_a_weekday_in_the_window(queued):
 
 
 def test_program_e_never_cuts_on_a_weekend(queued):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
     summary = run_at(2026, 11, 28, 10, 30)
     assert orders(account) == []
@@ -122,7 +92,7 @@ def test_program_e_never_cuts_on_a_weekend(queued):
 
 
 def test_program_e_never_cuts_on_thanksgiving(queued):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
     run_at(2026, 11, 26, 10, 30)
     assert orders(account) == []
@@ -130,7 +100,7 @@ def test_program_e_never_cuts_on_thanksgiving(queued):
 
 
 def test_program_e_never_cuts_during_a_weather_hold(queued, manager):
-    preset("E")
+    factories.policy("E")
     weather_hold_create(
         actor=manager, start_date=MONDAY, end_date=MONDAY, reason="Extreme cold: -25F wind chill"
     )
@@ -145,7 +115,7 @@ def test_program_e_never_cuts_during_a_weather_hold(queued, manager):
     [(9, 59, False), (10, 0, True), (10, 59, True), (11, 0, False)],
 )
 def test_program_e_cuts_only_between_10_and_11_chicago_time(queued, hour, minute, cut):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
     run_at(2026, 11, 23, hour, minute)
     assert bool(orders(account)) is cut
@@ -154,7 +124,7 @@ def test_program_e_cuts_only_between_10_and_11_chicago_time(queued, hour, minute
 
 
 def test_a_medical_hold_in_force_spares_one_account_while_others_are_cut(queued, manager):
-    preset("E")
+    factories.policy("E")
     held, other = prepaid("-5.50"), prepaid("-1.00")
     ServiceHold.objects.create(
         account=held,
@@ -180,7 +150,7 @@ def test_a_medical_hold_in_force_spares_one_account_while_others_are_cut(queued,
 
 
 def test_program_a_cuts_at_any_hour_even_on_a_weekend_in_a_weather_hold(queued, manager):
-    preset("A")
+    factories.policy("A")
     weather_hold_create(actor=manager, start_date=SATURDAY, end_date=SATURDAY, reason="Heat wave")
     account = prepaid("0.00")  # A cuts at exactly $0
     summary = run_at(2026, 11, 28, 3, 17)
@@ -189,7 +159,7 @@ def test_program_a_cuts_at_any_hour_even_on_a_weekend_in_a_weather_hold(queued, 
 
 
 def test_program_a_cuts_on_thanksgiving(queued):
-    preset("A")
+    factories.policy("A")
     account = prepaid("-0.01")
     run_at(2026, 11, 26, 23, 45)
     assert len(orders(account)) == 1
@@ -199,7 +169,7 @@ def test_program_a_cuts_on_thanksgiving(queued):
 
 
 def test_a_skip_is_recorded_once_per_account_day_and_reason(queued):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
     for hour, minute in [(8, 0), (8, 15), (9, 45)]:
         summary = run_at(2026, 11, 23, hour, minute)
@@ -215,7 +185,7 @@ def test_a_skip_is_recorded_once_per_account_day_and_reason(queued):
 
 
 def test_running_twice_creates_one_order(queued):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
     first = run_at(2026, 11, 23, 10, 0)
     second = run_at(2026, 11, 23, 10, 15)
@@ -228,7 +198,7 @@ def test_a_candidate_that_paid_since_the_candidates_were_read_is_not_cut(queued,
     """The cut re-reads the balance under the account's lock, which payment_post also takes."""
     import billing.prepaid as prepaid_module
 
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
     real = prepaid_module._record_skips
 
@@ -243,7 +213,7 @@ def test_a_candidate_that_paid_since_the_candidates_were_read_is_not_cut(queued,
 
 
 def test_the_grace_decision_costs_the_same_queries_for_many_candidates(queued, django_assert_max_num_queries):
-    preset("E")
+    factories.policy("E")
     for _ in range(30):
         prepaid("-2.00")
     with django_assert_max_num_queries(12):
@@ -255,7 +225,7 @@ def test_the_disconnect_order_is_carried_out_and_the_account_disconnected(
     monkeypatch, django_capture_on_commit_callbacks
 ):
     monkeypatch.setattr(Conf, "SYNC", True)  # django-q2 runs the send and confirm tasks at once
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
     # The send and confirm tasks run on commit, still at 10:00 (the send re-checks the window).
     with time_machine.travel(chicago(2026, 11, 23, 10, 0)), django_capture_on_commit_callbacks(execute=True):
@@ -283,12 +253,12 @@ def test_the_disconnect_order_is_carried_out_and_the_account_disconnected(
     ],
 )
 def test_next_disconnect_window_under_program_e(after, window):
-    preset("E")
+    factories.policy("E")
     assert next_disconnect_window(after=after) == window
 
 
 def test_next_disconnect_window_across_the_end_of_daylight_saving_time():
-    preset("E")
+    factories.policy("E")
     start, end = next_disconnect_window(after=chicago(2026, 10, 30, 12, 0))  # Friday, CDT
     assert start == datetime.datetime(2026, 11, 2, 16, 0, tzinfo=datetime.UTC)  # Monday 10:00 CST
     assert end == datetime.datetime(2026, 11, 2, 17, 0, tzinfo=datetime.UTC)
@@ -296,14 +266,14 @@ def test_next_disconnect_window_across_the_end_of_daylight_saving_time():
 
 
 def test_next_disconnect_window_skips_a_weather_hold(manager):
-    preset("E")
+    factories.policy("E")
     weather_hold_create(actor=manager, start_date=MONDAY, end_date=datetime.date(2026, 11, 24), reason="Cold")
     start, _ = next_disconnect_window(after=chicago(2026, 11, 21, 9, 0))
     assert start == chicago(2026, 11, 25, 10, 0)
 
 
 def test_next_disconnect_window_under_program_a_is_the_rest_of_the_day():
-    preset("A")
+    factories.policy("A")
     after = chicago(2026, 11, 28, 15, 0)
     assert next_disconnect_window(after=after) == (after, chicago(2026, 11, 29, 0, 0))
 
@@ -312,7 +282,7 @@ def test_next_disconnect_window_under_program_a_is_the_rest_of_the_day():
 
 
 def test_a_manager_enters_a_medical_hold_and_a_clerk_only_sees_it(client, manager):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
     client.force_login(manager)
     response = client.post(
@@ -331,8 +301,7 @@ def test_a_manager_enters_a_medical_hold_and_a_clerk_only_sees_it(client, manage
     page = client.get(reverse("admin:accounts_account_change", args=[account.pk])).content.decode()
     assert "disconnect holds" in page.lower() and "Oxygen concentrator" in page
 
-    clerk = get_user_model().objects.create_user("clerk", password="x", is_staff=True)
-    clerk.groups.add(Group.objects.get(name="Billing clerk"))
+    clerk = factories.staff(roles.CLERK, "clerk")
     client.force_login(clerk)
     assert client.get(reverse("admin:accounts_servicehold_add")).status_code == 403
     assert (
@@ -346,7 +315,7 @@ def test_a_manager_enters_a_medical_hold_and_a_clerk_only_sees_it(client, manage
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_disconnect_runs_at_once_order_once_and_record_each_skip_once(queued):
-    preset("E")
+    factories.policy("E")
     cut = [prepaid("-5.50") for _ in range(4)]
     held = prepaid("-2.00")
     ServiceHold.objects.create(

@@ -16,7 +16,6 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.urls import reverse
@@ -24,43 +23,21 @@ from django_q import tasks as q_tasks
 from django_q.conf import Conf
 
 from accounts.models import Account, AccountStatusChange, ServiceHold
-from accounts.services import account_change_status
 from accounts.tests import factories
 from billing import prepaid, services
 from billing.prepaid import disconnect_run
 from billing.selectors import account_balances
 from coop.calendar import coop_zone, local_today
-from coop.services import policy_load_presets, weather_hold_create
+from coop.services import weather_hold_create
 from meters import tasks as meter_tasks
 from meters.exceptions import IllegalOrderTransition
 from meters.models import ServiceOrder
-from meters.services import meter_create, meter_install, order_confirm, order_move_to_field, order_send
+from meters.services import order_confirm, order_move_to_field, order_send
 from notifications.models import Message, Notice
 
 D = Decimal
 K, S = ServiceOrder.Kind, ServiceOrder.Status
 MONDAY_10 = datetime.datetime(2026, 11, 23, 10, 0, tzinfo=coop_zone())
-
-
-@pytest.fixture
-def queued(monkeypatch):
-    """What would be enqueued on the cluster, recorded instead of run."""
-    calls = []
-    monkeypatch.setattr(
-        q_tasks, "async_task", lambda func, *args, **kwargs: calls.append((func, args, kwargs))
-    )
-    return calls
-
-
-@pytest.fixture
-def manager(db):
-    user = get_user_model().objects.create_user("mgr", password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name="Billing manager"))
-    return user
-
-
-def preset(name):
-    return policy_load_presets(names=[name], effective_from=datetime.date(2026, 1, 1))
 
 
 _numbers = iter(range(1, 100_000))
@@ -69,10 +46,7 @@ _numbers = iter(range(1, 100_000))
 def prepaid_account(balance="-1.00", *, start="10.00", remote=True):
     """An active prepaid account with an AMI meter that paid `start` and used energy down to
     `balance`, through the services."""
-    account = factories.account()
-    account_change_status(account=account, to_status=Account.Status.ACTIVE, actor=None, reason="enrolled")
-    meter = meter_create(serial=f"AMI{next(_numbers):06d}", remote_disconnect_capable=remote)
-    meter_install(meter=meter, location=account.location, installed_on=datetime.date(2026, 1, 5))
+    account = factories.account_with_meter(remote=remote)
     services.payment_post(account=account, amount=start, tender="cash", reference=f"start-{account.pk}")
     services.fee_charge(account=account, code="energy", amount=D(start) - D(balance), memo="energy used")
     account.refresh_from_db()
@@ -122,7 +96,7 @@ def disconnect_notices(account):
 
 @pytest.mark.django_db
 def test_a_20_payment_cancels_the_disconnect_decided_at_minus_1_before_it_is_sent(queued):
-    preset("B")
+    factories.policy("B")
     account = prepaid_account("-1.00")
     order = decide(account)
     assert order.status == S.QUEUED
@@ -141,7 +115,7 @@ def test_a_20_payment_cancels_the_disconnect_decided_at_minus_1_before_it_is_sen
 
 @pytest.mark.django_db
 def test_a_payment_that_leaves_the_balance_at_the_cut_level_cancels_nothing(queued):
-    preset("B")
+    factories.policy("B")
     account = prepaid_account("-11.00")
     order = decide(account)
     pay(account, "10.00")  # -1.00: still at the disconnect level
@@ -161,7 +135,7 @@ def _deposit_applied(account, manager):
 @pytest.mark.django_db
 @pytest.mark.parametrize("credit", [_credit_adjustment, _deposit_applied], ids=["adjustment", "deposit"])
 def test_every_credit_that_lifts_the_balance_cancels_the_open_disconnect(queued, manager, credit):
-    preset("B")
+    factories.policy("B")
     account = prepaid_account("-1.00")
     order = decide(account)
     credit(account, manager)
@@ -173,7 +147,7 @@ def test_every_credit_that_lifts_the_balance_cancels_the_open_disconnect(queued,
 
 @pytest.mark.django_db
 def test_a_waived_fee_that_lifts_the_balance_cancels_the_open_disconnect(queued, manager):
-    preset("B")
+    factories.policy("B")
     account = prepaid_account("4.00")
     fee = services.fee_charge(account=account, code="late", amount="5.00", memo="Late fee")  # -1.00
     order = decide(account)
@@ -185,7 +159,7 @@ def test_a_waived_fee_that_lifts_the_balance_cancels_the_open_disconnect(queued,
 
 @pytest.mark.django_db
 def test_reversing_a_debit_adjustment_keyed_in_wrong_cancels_the_open_disconnect(queued, manager):
-    preset("B")
+    factories.policy("B")
     account = prepaid_account("19.00", start="20.00")
     # The -1.00 comes from a debit adjustment keyed in wrong; reversing it brings back 20.00.
     debit = services.adjustment_post(account=account, amount="-20.00", actor=manager, reason="meter test")
@@ -201,7 +175,7 @@ def test_reversing_a_debit_adjustment_keyed_in_wrong_cancels_the_open_disconnect
 
 @pytest.mark.django_db
 def test_a_payment_after_the_head_end_took_the_cut_cancels_it_and_reconnects_at_once(queued):
-    preset("B")
+    factories.policy("B")
     account = prepaid_account("-1.00")
     order = decide(account)
     order_send(order_id=order.pk)  # the head-end accepted it; its confirmation is not back yet
@@ -234,7 +208,7 @@ def test_a_payment_after_the_head_end_took_the_cut_cancels_it_and_reconnects_at_
 
 @pytest.mark.django_db
 def test_a_credit_that_did_not_cancel_the_order_is_still_caught_before_sending(queued, monkeypatch):
-    preset("B")
+    factories.policy("B")
     account = prepaid_account("-1.00")
     order = decide(account)
     # As if the balance rose by a path that does not cancel orders (a true-up credit of the daily run).
@@ -248,7 +222,7 @@ def test_a_credit_that_did_not_cancel_the_order_is_still_caught_before_sending(q
 
 @pytest.mark.django_db
 def test_a_hold_entered_after_the_decision_stops_the_send(queued, manager):
-    preset("B")
+    factories.policy("B")
     account = prepaid_account("-1.00")
     order = decide(account)
     today = local_today()
@@ -262,7 +236,7 @@ def test_a_hold_entered_after_the_decision_stops_the_send(queued, manager):
 
 @pytest.mark.django_db
 def test_a_weather_hold_declared_after_the_decision_stops_the_send(queued, manager):
-    preset("E")
+    factories.policy("E")
     with time_machine.travel(MONDAY_10, tick=False):
         account = prepaid_account("-1.00")
         order = decide(account)
@@ -276,7 +250,7 @@ def test_a_weather_hold_declared_after_the_decision_stops_the_send(queued, manag
 
 @pytest.mark.django_db
 def test_a_failed_cut_is_not_retried_after_the_window_closes(queued, settings):
-    preset("E")  # 10:00-11:00 on weekdays
+    factories.policy("E")  # 10:00-11:00 on weekdays
     with time_machine.travel(MONDAY_10 + datetime.timedelta(minutes=59), tick=False):
         account = prepaid_account("-1.00")
         settings.HEADEND_SIMULATOR_FAIL = "all"
@@ -294,7 +268,7 @@ def test_a_failed_cut_is_not_retried_after_the_window_closes(queued, settings):
 
 @pytest.mark.django_db
 def test_a_cut_confirmed_after_a_hold_was_entered_is_reversed_at_once(queued, manager):
-    preset("B")
+    factories.policy("B")
     account = prepaid_account("-1.00")
     order = order_send(order_id=decide(account).pk)
     assert order.status == S.SENT
@@ -318,7 +292,7 @@ def test_a_cut_confirmed_after_a_hold_was_entered_is_reversed_at_once(queued, ma
 
 @pytest.mark.django_db
 def test_a_field_cut_confirmed_by_a_clerk_after_the_balance_rose_is_reversed(queued, monkeypatch):
-    preset("B")
+    factories.policy("B")
     account = prepaid_account("-1.00", remote=False)
     order = order_send(order_id=decide(account).pk)  # no remote switch: on the line crew's list
     assert (order.adapter, order.status) == (ServiceOrder.Adapter.FIELD, S.SENT)
@@ -336,7 +310,7 @@ def test_a_field_cut_confirmed_by_a_clerk_after_the_balance_rose_is_reversed(que
 
 @pytest.mark.django_db
 def test_an_unfunded_cut_is_confirmed_as_before_and_the_member_told(queued):
-    preset("B")
+    factories.policy("B")
     account = prepaid_account("-1.00")
     order = order_send(order_id=decide(account).pk)
     meter_tasks.order_confirm_task(order.pk)
@@ -376,7 +350,7 @@ def test_a_20_payment_while_the_head_end_is_slow_to_confirm_the_cut_leaves_servi
     switch opened. Meanwhile the member pays $20 in another thread."""
     monkeypatch.setattr(Conf, "SYNC", True)  # each task runs at once, in the thread that enqueued it
     settings.HEADEND_SIMULATOR_CONFIRM_DELAY_SECONDS = 1.5
-    preset("B")
+    factories.policy("B")
     account = prepaid_account("-1.00")
     errors = []
     cutter = _in_thread(disconnect_run, errors)  # decides, sends, then waits for the head-end
@@ -405,7 +379,7 @@ def test_a_payment_and_the_send_at_the_same_moment_never_leave_a_funded_account_
     account ends in service with the meter on."""
     monkeypatch.setattr(Conf, "SYNC", True)
     settings.HEADEND_SIMULATOR_CONFIRM_DELAY_SECONDS = 0.5
-    preset("B")
+    factories.policy("B")
     accounts = [prepaid_account("-1.00") for _ in range(3)]
     with monkeypatch.context() as m:
         m.setattr(q_tasks, "async_task", lambda *a, **k: None)  # decide only; the threads send
@@ -439,7 +413,7 @@ def test_a_payment_and_the_send_at_the_same_moment_never_leave_a_funded_account_
 
 @pytest.mark.django_db
 def test_a_failed_cut_of_a_funded_account_is_not_moved_to_the_field_list(queued, settings, monkeypatch):
-    preset("B")
+    factories.policy("B")
     account = prepaid_account("-1.00")
     settings.HEADEND_SIMULATOR_FAIL = "all"
     order = order_send(order_id=decide(account).pk)
@@ -456,7 +430,7 @@ def test_a_failed_cut_of_a_funded_account_is_not_moved_to_the_field_list(queued,
 
 @pytest.mark.django_db
 def test_a_late_report_of_a_cancelled_cut_after_its_reconnect_was_carried_out_is_ignored(queued):
-    preset("B")
+    factories.policy("B")
     account = prepaid_account("-1.00")
     order = order_send(order_id=decide(account).pk)
     pay(account, "20.00")  # cancels it, and a reconnect follows
@@ -474,7 +448,7 @@ def test_a_late_report_of_a_cancelled_cut_after_its_reconnect_was_carried_out_is
 def test_a_clerks_retry_of_a_cut_that_may_no_longer_happen_says_it_was_cancelled(
     queued, settings, monkeypatch, client, manager
 ):
-    preset("B")
+    factories.policy("B")
     account = prepaid_account("-1.00")
     settings.HEADEND_SIMULATOR_FAIL = "all"
     order = order_send(order_id=decide(account).pk)

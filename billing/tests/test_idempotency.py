@@ -11,9 +11,6 @@ import datetime
 from decimal import Decimal
 
 import pytest
-import time_machine
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
@@ -24,10 +21,7 @@ from billing.exceptions import DuplicateReference
 from billing.ledger import coop_ledger_account, ledger_post, member_ledger_account
 from billing.models import LedgerAccount, Payment, Receivable, RefundPayout, Transaction
 from billing.selectors import account_balances
-from coop import roles
-from coop.models import Policy
 
-pytestmark = pytest.mark.django_db
 D = Decimal
 P = LedgerAccount.Purpose
 POSTPAID = Account.BillingMode.POSTPAID
@@ -35,33 +29,12 @@ POSTPAID = Account.BillingMode.POSTPAID
 NOW = datetime.datetime(2026, 11, 20, 16, 0, tzinfo=datetime.UTC)
 
 
-@pytest.fixture(autouse=True)
-def frozen_time():
-    with time_machine.travel(NOW, tick=False):
-        yield
-
-
-@pytest.fixture(autouse=True)
-def policy():
-    return Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1), name="t", prepaid_minimum_payment=D("10.00")
-    )
-
-
-def _staff(role, username):
-    user = get_user_model().objects.create_user(username, password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    return user
-
-
-@pytest.fixture
-def clerk():
-    return _staff(roles.CLERK, "clerk")
-
-
-@pytest.fixture
-def manager():
-    return _staff(roles.MANAGER, "manager")
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.policy(prepaid_minimum_payment=D("10.00")),
+    pytest.mark.usefixtures("policy"),
+    pytest.mark.frozen(NOW),
+]
 
 
 def _snapshot():

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 import time_machine
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 
 from accounts.models import Account
@@ -18,32 +16,24 @@ from billing.imports import payment_file_import
 from billing.models import Payment
 from billing.selectors import account_balances
 from coop import roles
-from coop.models import Policy
 
-pytestmark = pytest.mark.django_db
 D = Decimal
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
 HEADER = "account_number,amount,tender,reference,received_at"
 SAMPLE = Path(__file__).parent / "data" / "lockbox_sample.csv"
 
 
-@pytest.fixture(autouse=True)
-def policy():
-    return Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1),
-        name="t",
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.policy(
         prepaid_minimum_payment=D("10.00"),
         check_restriction_returns=2,
         check_restriction_window_months=12,
         check_restriction_months=12,
-    )
-
-
-@pytest.fixture(autouse=True)
-def afternoon():
-    """Friday, November 20, 2026, 3 p.m. at the cooperative."""
-    with time_machine.travel(datetime.datetime(2026, 11, 20, 15, 0, tzinfo=CHICAGO), tick=False):
-        yield
+    ),
+    pytest.mark.usefixtures("policy"),
+    pytest.mark.frozen(datetime.datetime(2026, 11, 20, 15, 0, tzinfo=CHICAGO)),  # Friday, 3 p.m.
+]
 
 
 def write(tmp_path, *lines, name="payments.csv", bom=False):
@@ -55,9 +45,7 @@ def write(tmp_path, *lines, name="payments.csv", bom=False):
 @pytest.fixture(autouse=True)
 def operator():
     """The clerk every import in this file is run by (--operator)."""
-    user = get_user_model().objects.create_user("lockbox-clerk", password="x")
-    user.groups.add(Group.objects.get(name=roles.CLERK))
-    return user
+    return factories.staff(roles.CLERK, "lockbox-clerk")
 
 
 def run(path, *args):

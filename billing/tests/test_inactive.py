@@ -9,8 +9,6 @@ from decimal import Decimal
 
 import pytest
 import time_machine
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import connection
 
@@ -23,8 +21,6 @@ from billing.ledger import coop_ledger_account, ledger_post, member_ledger_accou
 from billing.models import DebtPlan, LedgerAccount, Transaction
 from billing.selectors import Balances, account_balances
 from coop.calendar import local_date
-from coop.models import Policy
-from coop.services import policy_load_presets
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -39,17 +35,6 @@ def at(day: int, hour: int = 9, minute: int = 0, month: int = 3) -> datetime.dat
 
 def march(day: int) -> datetime.date:
     return datetime.date(2026, 3, day)
-
-
-@pytest.fixture
-def manager():
-    user = get_user_model().objects.create_user("mgr", password="x")
-    user.groups.add(Group.objects.get(name="Billing manager"))
-    return user
-
-
-def preset(name):
-    return policy_load_presets(names=[name], effective_from=datetime.date(2026, 1, 1))
 
 
 def activate(account):
@@ -140,7 +125,7 @@ def converted_b_member(manager):
 
 
 def test_program_b_account_becomes_inactive_on_the_seventh_local_day_off_with_its_final_bill(manager):
-    preset("B")
+    factories.policy("B")
     account = converted_b_member(manager)
 
     assert sweep(march(8)) == 0  # 6 days off (the UTC date of the cut, 3 March, is not counted)
@@ -178,7 +163,7 @@ def test_program_b_account_becomes_inactive_on_the_seventh_local_day_off_with_it
 
 
 def test_a_second_sweep_posts_nothing_and_changes_nothing(manager):
-    preset("B")
+    factories.policy("B")
     account = converted_b_member(manager)
     assert sweep(march(9)) == 1
     transactions, changes = Transaction.objects.count(), AccountStatusChange.objects.count()
@@ -193,7 +178,7 @@ def test_a_second_sweep_posts_nothing_and_changes_nothing(manager):
 
 def test_credit_left_on_a_disconnected_account_first_pays_its_arrears(manager):
     """Program B: paid $15.00 after the cut (restore needs $25), with $30.00 of old debt."""
-    preset("B")
+    factories.policy("B")
     account = activate(factories.account())
     with time_machine.travel(at(1, 8, 30), tick=False):
         services.debt_transfer_to_arrears(account=account, amount="30.00", actor=manager, reason="converted")
@@ -227,7 +212,7 @@ def e_account(*, paid_after_cut=None):
 
 
 def test_program_e_account_is_inactive_on_day_16_not_day_15_and_its_debt_goes_to_arrears():
-    preset("E")
+    factories.policy("E")
     account = e_account()
 
     assert sweep(march(17)) == 0  # 15 days off: not "more than fifteen"
@@ -247,7 +232,7 @@ def test_program_e_account_is_inactive_on_day_16_not_day_15_and_its_debt_goes_to
 
 
 def test_program_e_refunds_credit_paid_after_the_cut_that_never_reached_the_restore_level():
-    preset("E")
+    factories.policy("E")
     account = e_account(paid_after_cut="10.00")  # 4.50 credit; restore needs $20 + $5.50
     assert account_balances(account).prepaid_credit == D("4.50")
 
@@ -268,8 +253,7 @@ def test_program_e_refunds_credit_paid_after_the_cut_that_never_reached_the_rest
 
 
 def test_without_refund_on_final_bill_the_deposit_only_pays_the_debt_and_the_rest_stays_held(manager):
-    Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1),
+    factories.policy(
         name="keep",
         inactive_after_days=7,
         refund_credit_on_final_bill=False,
@@ -294,7 +278,7 @@ def test_without_refund_on_final_bill_the_deposit_only_pays_the_debt_and_the_res
 
 
 def test_a_policy_without_an_inactive_period_makes_no_account_inactive():
-    preset("A")  # program A says nothing about inactivity
+    factories.policy("A")  # program A says nothing about inactivity
     account = activate(factories.account())
     use_energy(account, "5.00", march(1))
     disconnect(account, at(1, 9))
@@ -303,7 +287,7 @@ def test_a_policy_without_an_inactive_period_makes_no_account_inactive():
 
 
 def test_only_disconnected_prepaid_accounts_are_candidates():
-    preset("B")
+    factories.policy("B")
     off = disconnect(activate(factories.account()), at(1, 9))
     on = activate(factories.account())
     postpaid = activate(factories.account(billing_mode=Account.BillingMode.POSTPAID))
@@ -313,7 +297,7 @@ def test_only_disconnected_prepaid_accounts_are_candidates():
 
 
 def test_an_account_without_status_changed_at_is_dated_by_its_audit_trail():
-    preset("B")
+    factories.policy("B")
     old = disconnect(activate(factories.account()), at(2, 9))
     recent = disconnect(activate(factories.account()), at(5, 9))
     Account.objects.filter(pk__in=[old.pk, recent.pk]).update(status_changed_at=None)
@@ -323,7 +307,7 @@ def test_an_account_without_status_changed_at_is_dated_by_its_audit_trail():
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_one_account_that_fails_is_rolled_back_and_reported_and_the_others_go_on(monkeypatch, caplog):
-    preset("B")
+    factories.policy("B")
     first, broken, last = (e_account() for _ in range(3))  # each $5.50 negative, cut on 2 March
     real = inactive.final_bill
 
@@ -350,7 +334,7 @@ def test_one_account_that_fails_is_rolled_back_and_reported_and_the_others_go_on
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_sweeps_at_once_final_bill_each_account_once():
-    preset("B")
+    factories.policy("B")
     accounts = [e_account(paid_after_cut="10.00") for _ in range(5)]
     barrier, results, errors = threading.Barrier(2), [], []
 

@@ -5,6 +5,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from accounts.tests import factories
 from billing.tests.test_ledger import books, post  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db
@@ -50,9 +51,8 @@ def test_a_postpaid_amount_due_that_disagrees_with_its_open_bills_is_reported():
     from accounts.tests import factories
     from billing.models import Receivable
     from billing.services import receivable_add
-    from coop.models import Policy
 
-    Policy.objects.create(effective_from=datetime.date(2026, 1, 1), name="t")
+    factories.policy()
     account = factories.account(billing_mode=Account.BillingMode.POSTPAID)
     receivable_add(account=account, amount="80.00", due_date=datetime.date(2026, 2, 1), description="Bill")
     assert audit()[0] == 0
@@ -77,9 +77,8 @@ def test_a_daily_deduction_that_its_transaction_does_not_post_is_reported():
     from billing.models import Deduction
     from billing.tests import factories as bf
     from billing.tests.test_ledger_audit_records import tamper
-    from coop.models import Policy
 
-    Policy.objects.create(effective_from=datetime.date(2020, 1, 1), name="t")
+    factories.policy(effective_from=datetime.date(2020, 1, 1))
     bf.tariff(customer_charge=Decimal("31.00"))
     account = bf.prepaid_account()
     services.payment_post(account=account, amount=Decimal("50.00"), tender="cash", reference="start")

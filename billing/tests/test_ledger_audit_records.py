@@ -10,8 +10,6 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import connection
 
@@ -19,7 +17,7 @@ from accounts.models import Account
 from accounts.tests import factories
 from billing import services
 from billing.models import ChargedFee, LedgerAccount, Leg, Payment, RefundPayout, Transaction
-from coop.models import Policy
+from coop import roles
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -55,14 +53,11 @@ def records():
     """Every kind of money record, posted through the services: a payment split between prepaid
     credit and a debt plan's arrears, a postpaid payment, a returned check with its fee, a waived
     fee, and a deposit collected, partly applied and refunded."""
-    Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1),
-        name="t",
+    factories.policy(
         returned_payment_fee=D("15.00"),
         debt_plan_share_percent=D("35.00"),
     )
-    manager = get_user_model().objects.create_user("mgr", password="x")
-    manager.groups.add(Group.objects.get(name="Billing manager"))
+    manager = factories.staff(roles.MANAGER, "mgr")
     prepaid = factories.account()
     services.debt_transfer_to_arrears(account=prepaid, amount=D("200.00"), actor=manager, reason="converted")
     services.plan_enroll(account=prepaid, actor=manager)

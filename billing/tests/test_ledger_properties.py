@@ -16,7 +16,6 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import transaction
 from hypothesis import strategies as st
@@ -34,7 +33,7 @@ from billing import services
 from billing.exceptions import BillingError
 from billing.models import Allocation, ChargedFee, Credit, Payment, Receivable, Transaction
 from billing.selectors import account_balances, active_plan, open_receivables, receivables_audit
-from coop.models import Policy
+from coop import roles
 
 D = Decimal
 ZERO = D("0.00")
@@ -254,9 +253,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
 @pytest.mark.django_db
 def test_money_services_keep_every_ledger_invariant():
-    manager = get_user_model().objects.create_user("machine-manager", password="x")
-    manager.groups.add(Group.objects.get(name="Billing manager"))
-    Policy.objects.create(
+    factories.staff(roles.MANAGER, "machine-manager")  # the machine's actor (found by name)
+    factories.policy(
         effective_from=datetime.date(2000, 1, 1),
         name="machine",
         debt_plan_share_percent=D("35"),

@@ -6,9 +6,6 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
-import time_machine
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import formats, timezone
@@ -19,49 +16,24 @@ from billing import services
 from billing.exceptions import BillingError
 from billing.models import ChargedFee, DebtPlan, Payment, RefundPayout, ReturnedPayment, Transaction
 from coop import roles
-from coop.models import Policy
 
-pytestmark = pytest.mark.django_db
 D = Decimal
 POSTPAID = Account.BillingMode.POSTPAID
 NOW = datetime.datetime(2026, 11, 20, 16, 0, tzinfo=datetime.UTC)
 
 
-@pytest.fixture(autouse=True)
-def setting():
-    Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1),
-        name="t",
-        debt_plan_share_percent=D("35"),
-        returned_payment_fee=D("15.00"),
-    )
-    with time_machine.travel(NOW, tick=False):
-        yield
-
-
-def _staff(role, username, first, last):
-    user = get_user_model().objects.create_user(
-        username, password="x", is_staff=True, first_name=first, last_name=last
-    )
-    user.groups.add(Group.objects.get(name=role))
-    return user
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.policy(debt_plan_share_percent=D("35"), returned_payment_fee=D("15.00")),
+    pytest.mark.frozen(NOW),
+    pytest.mark.usefixtures("policy"),
+]
 
 
 @pytest.fixture
-def clerk():
-    return _staff(roles.CLERK, "clerk", "Cleo", "Clark")
-
-
-@pytest.fixture
-def manager():
-    return _staff(roles.MANAGER, "manager", "Mona", "Manning")
-
-
-@pytest.fixture
-def auditor(client):
+def auditor(client, auditor):
     """Reads every money record (the auditor role); the pages below are the auditor's."""
-    user = _staff(roles.AUDITOR, "auditor", "Aud", "Itor")
-    client.force_login(user)
+    client.force_login(auditor)
     return client
 
 
@@ -125,7 +97,7 @@ def test_a_plan_shows_who_enrolled_and_who_cancelled_it_and_why(auditor, manager
     plan = services.plan_enroll(
         account=account, actor=manager, share_percent="50", override_reason="hardship"
     )
-    boss = _staff(roles.MANAGER, "boss", "Bo", "Boss")
+    boss = factories.staff(roles.MANAGER, "boss", first_name="Bo", last_name="Boss")
     services.plan_cancel(plan=plan, actor=boss, reason="member moved")
     plan.refresh_from_db()
 

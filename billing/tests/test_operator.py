@@ -6,39 +6,27 @@ import zoneinfo
 from io import StringIO
 
 import pytest
-import time_machine
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 
 from accounts.tests import factories
 from billing.imports import PaymentFileError, payment_file_import
 from billing.models import Payment, Transaction
 from coop import roles
-from coop.models import Policy
 
-pytestmark = pytest.mark.django_db
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
 HEADER = "account_number,amount,tender,reference,received_at"
 
 
-@pytest.fixture(autouse=True)
-def setting():
-    Policy.objects.create(effective_from=datetime.date(2026, 1, 1), name="t")
-    with time_machine.travel(datetime.datetime(2026, 11, 20, 15, 0, tzinfo=CHICAGO), tick=False):
-        yield
-
-
-def _user(username, role=None, **fields):
-    user = get_user_model().objects.create_user(username, password="x", **fields)
-    if role:
-        user.groups.add(Group.objects.get(name=role))
-    return user
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.frozen(datetime.datetime(2026, 11, 20, 15, 0, tzinfo=CHICAGO)),
+    pytest.mark.usefixtures("policy"),
+]
 
 
 @pytest.fixture
 def clerk():
-    return _user("lockbox", roles.CLERK, first_name="Lena", last_name="Box")
+    return factories.staff(roles.CLERK, "lockbox", first_name="Lena", last_name="Box")
 
 
 @pytest.fixture
@@ -88,8 +76,8 @@ def test_the_command_without_an_operator_fails_with_a_clear_message(payment_file
     ],
 )
 def test_an_operator_who_may_not_import_is_refused_before_the_file_is_read(tmp_path, username, problem):
-    _user("gone", roles.CLERK, is_active=False)
-    _user("viewer", roles.AUDITOR)
+    factories.staff(roles.CLERK, "gone", is_active=False)
+    factories.staff(roles.AUDITOR, "viewer")
 
     with pytest.raises(CommandError) as refused:
         _run(tmp_path / "not-even-there.csv", "--operator", username)  # a file that cannot be read

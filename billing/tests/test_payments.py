@@ -2,37 +2,18 @@ import datetime
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 
 from accounts.models import Account
 from accounts.tests import factories
 from billing import services
-from billing.exceptions import DuplicatePayment, PaymentRefused
+from billing.exceptions import BillingError, DuplicatePayment, PaymentRefused
 from billing.models import DebtPlan, Payment, ReturnedPayment
 from billing.selectors import account_balances, check_restricted_until
-from coop.models import Policy
+from coop import roles
 
 pytestmark = pytest.mark.django_db
 D = Decimal
 NOON = datetime.datetime(2026, 11, 20, 18, 0, tzinfo=datetime.UTC)
-
-
-@pytest.fixture
-def manager():
-    user = get_user_model().objects.create_user("mgr", password="x")
-    user.groups.add(Group.objects.get(name="Billing manager"))
-    return user
-
-
-def program(**fields):
-    return Policy.objects.create(effective_from=datetime.date(2026, 1, 1), name="test", **fields)
-
-
-def preset(name):
-    from coop.services import policy_load_presets
-
-    return policy_load_presets(names=[name], effective_from=datetime.date(2026, 1, 1))
 
 
 def with_arrears(amount, manager, **account_fields):
@@ -48,7 +29,7 @@ def pay(account, amount, ref, tender="cash", **kw):
 
 
 def test_program_b_takes_35_percent_of_a_payment_to_arrears(manager):
-    preset("B")
+    factories.policy("B")
     account = with_arrears(D("500.00"), manager)
     services.plan_enroll(account=account, actor=manager)
     pay(account, "50.00", "start")  # the initial $50 minimum is never split
@@ -60,7 +41,7 @@ def test_program_b_takes_35_percent_of_a_payment_to_arrears(manager):
 
 
 def test_program_e_takes_20_percent(manager):
-    preset("E")
+    factories.policy("E")
     account = with_arrears(D("80.00"), manager)
     services.plan_enroll(account=account, actor=manager)
     payment = pay(account, "25.50", "e1")
@@ -68,7 +49,7 @@ def test_program_e_takes_20_percent(manager):
 
 
 def test_the_first_50_starting_balance_is_never_split(manager):
-    preset("B")
+    factories.policy("B")
     account = with_arrears(D("500.00"), manager)
     services.plan_enroll(account=account, actor=manager)
     first = pay(account, "30.00", "a")
@@ -78,7 +59,7 @@ def test_the_first_50_starting_balance_is_never_split(manager):
 
 
 def test_a_split_of_33_33_at_35_percent_sums_to_exactly_33_33(manager):
-    program(debt_plan_share_percent=D("35"), debt_plan_exempts_initial_minimum=False)
+    factories.policy(debt_plan_share_percent=D("35"), debt_plan_exempts_initial_minimum=False)
     account = with_arrears(D("500.00"), manager)
     services.plan_enroll(account=account, actor=manager)
     payment = pay(account, "33.33", "x")
@@ -87,7 +68,7 @@ def test_a_split_of_33_33_at_35_percent_sums_to_exactly_33_33(manager):
 
 
 def test_the_plan_completes_when_arrears_reach_zero_and_takes_no_more_than_owed(manager):
-    program(debt_plan_share_percent=D("50"), debt_plan_exempts_initial_minimum=False)
+    factories.policy(debt_plan_share_percent=D("50"), debt_plan_exempts_initial_minimum=False)
     account = with_arrears(D("10.00"), manager)
     plan = services.plan_enroll(account=account, actor=manager)
     payment = pay(account, "100.00", "big")
@@ -98,7 +79,7 @@ def test_the_plan_completes_when_arrears_reach_zero_and_takes_no_more_than_owed(
 
 
 def test_payment_below_the_prepaid_minimum_is_refused():
-    program(prepaid_minimum_payment=D("10.00"))
+    factories.policy(prepaid_minimum_payment=D("10.00"))
     account = factories.account()
     with pytest.raises(PaymentRefused, match=r"minimum prepaid payment is \$10.00; \$9.99 is less"):
         pay(account, "9.99", "m")
@@ -106,7 +87,7 @@ def test_payment_below_the_prepaid_minimum_is_refused():
 
 
 def test_the_same_tender_and_reference_posts_once():
-    program()
+    factories.policy()
     account = factories.account()
     first = pay(account, "20.00", "CHK 1001", tender="check")
     again, created = services.payment_post(
@@ -119,7 +100,7 @@ def test_the_same_tender_and_reference_posts_once():
 
 
 def test_a_returned_check_reverses_the_payment_and_its_split_and_charges_fees_at_once(manager):
-    program(
+    factories.policy(
         debt_plan_share_percent=D("35"),
         debt_plan_exempts_initial_minimum=False,
         returned_payment_fee=D("15.00"),
@@ -137,7 +118,9 @@ def test_a_returned_check_reverses_the_payment_and_its_split_and_charges_fees_at
 
 
 def test_two_returned_checks_in_12_months_bar_checks_for_12_months_after_the_latest():
-    program(check_restriction_returns=2, check_restriction_window_months=12, check_restriction_months=12)
+    factories.policy(
+        check_restriction_returns=2, check_restriction_window_months=12, check_restriction_months=12
+    )
     account = factories.account()
     member = account.member
     first = pay(account, "20.00", "c1", tender="check")
@@ -152,14 +135,12 @@ def test_two_returned_checks_in_12_months_bar_checks_for_12_months_after_the_lat
     assert check_restricted_until(member, today=datetime.date(2027, 11, 3)) is None
 
 
-def test_a_fee_waived_by_a_manager_is_reversed_and_a_clerk_cannot_waive(manager):
-    program()
+def test_a_fee_waived_by_a_manager_is_reversed_and_a_clerk_cannot_waive(manager, clerk):
+    factories.policy()
     account = factories.account(billing_mode=Account.BillingMode.POSTPAID)
     fee = services.fee_charge(account=account, code="trouble-call", amount="85.00", memo="Trouble call")
     assert account_balances(account).amount_due == D("85.00")
-    clerk = get_user_model().objects.create_user("clerk", password="x")
-    clerk.groups.add(Group.objects.get(name="Billing clerk"))
-    with pytest.raises(Exception, match="Only a billing manager"):
+    with pytest.raises(BillingError, match="Only a billing manager"):
         services.fee_waive(fee=fee, actor=clerk, reason="goodwill")
     services.fee_waive(fee=fee, actor=manager, reason="co-op equipment at fault")
     assert account_balances(account).amount_due == D("0.00")
@@ -172,9 +153,8 @@ def test_fifty_clerks_posting_payments_to_one_account_at_once_post_fifty_exactly
 
     from django.db import connection
 
-    program(debt_plan_share_percent=D("35"), debt_plan_exempts_initial_minimum=False)
-    manager = get_user_model().objects.create_user("mgr2", password="x")
-    manager.groups.add(Group.objects.get(name="Billing manager"))
+    factories.policy(debt_plan_share_percent=D("35"), debt_plan_exempts_initial_minimum=False)
+    manager = factories.staff(roles.MANAGER, "mgr2")
     account = with_arrears(D("10000.00"), manager)
     services.plan_enroll(account=account, actor=manager)
     barrier, errors = threading.Barrier(50), []
@@ -204,7 +184,7 @@ def test_a_returned_payment_that_empties_the_balance_makes_a_disconnect_candidat
     from accounts.services import account_change_status
     from billing.selectors import disconnect_candidates
 
-    program(returned_payment_fee=D("20.00"))
+    factories.policy(returned_payment_fee=D("20.00"))
     account = factories.account()
     other = factories.account()
     for a in (account, other):

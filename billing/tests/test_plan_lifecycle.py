@@ -4,32 +4,20 @@ import datetime
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 
 from accounts.tests import factories
 from billing import services
 from billing.exceptions import BillingError, IllegalPlanTransition
 from billing.models import DebtPlan
 from coop.lifecycle import IllegalTransition, map_problems
-from coop.models import Policy
 
 pytestmark = pytest.mark.django_db
 P = DebtPlan.Status
 
 
 @pytest.fixture
-def manager():
-    user = get_user_model().objects.create_user("mgr", password="x")
-    user.groups.add(Group.objects.get(name="Billing manager"))
-    return user
-
-
-@pytest.fixture
 def plan(manager):
-    Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1), name="test", debt_plan_share_percent=Decimal("35")
-    )
+    factories.policy(debt_plan_share_percent=Decimal("35"))
     account = factories.account()
     services.debt_transfer_to_arrears(
         account=account, amount=Decimal("80.00"), actor=manager, reason="converted"

@@ -25,8 +25,6 @@ from decimal import Decimal
 
 import pytest
 import time_machine
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.utils.module_loading import import_string
 from django_q import tasks as q_tasks
@@ -134,16 +132,6 @@ def committed(django_capture_on_commit_callbacks):
 def clock():
     with time_machine.travel(at(11, 30, 8, 0), tick=False) as traveller:
         yield traveller
-
-
-@pytest.fixture
-def manager():
-    user = get_user_model().objects.create_user("manager", password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name="Billing manager"))
-    return user
-
-
-# --- Story steps ----------------------------------------------------------------------------------
 
 
 def start_program(name: str, **tariff) -> Account:

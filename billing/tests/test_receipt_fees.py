@@ -1,7 +1,6 @@
 """A receipt lists the fees its payment's return charged by their link to the return
 (ChargedFee.return_transaction), never by what a fee's description says."""
 
-import datetime
 from decimal import Decimal
 
 import pytest
@@ -10,20 +9,18 @@ from django.urls import reverse
 from accounts.tests import factories
 from billing import services
 from coop import roles
-from coop.models import Policy
 
-pytestmark = pytest.mark.django_db
 D = Decimal
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.policy(
+        returned_payment_fee=Decimal("15.00"), returned_payment_collection_fee=Decimal("45.00")
+    ),
+]
 
 
 @pytest.fixture
-def account():
-    Policy.objects.create(
-        effective_from=datetime.date(2026, 1, 1),
-        name="Receipt fees",
-        returned_payment_fee=D("15.00"),
-        returned_payment_collection_fee=D("45.00"),
-    )
+def account(policy):
     return factories.account(number="3000200")
 
 

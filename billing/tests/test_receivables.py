@@ -4,8 +4,6 @@ import datetime
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account
@@ -21,25 +19,12 @@ from billing.selectors import (
     receivables_audit,
     receivables_summary,
 )
-from coop.models import Policy
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("policy")]
 D = Decimal
 POSTPAID = Account.BillingMode.POSTPAID
 JAN, FEB, MAR = datetime.date(2026, 1, 28), datetime.date(2026, 2, 28), datetime.date(2026, 3, 28)
 NOON = datetime.datetime(2026, 3, 2, 18, 0, tzinfo=datetime.UTC)
-
-
-@pytest.fixture(autouse=True)
-def policy():
-    return Policy.objects.create(effective_from=datetime.date(2026, 1, 1), name="test")
-
-
-@pytest.fixture
-def manager():
-    user = get_user_model().objects.create_user("mgr", password="x")
-    user.groups.add(Group.objects.get(name="Billing manager"))
-    return user
 
 
 @pytest.fixture
@@ -106,9 +91,8 @@ def test_a_bill_added_later_but_due_earlier_is_paid_first(account):
     assert opened(jan, same_day, mar) == [D("0.00"), D("5.00"), D("60.00")]
 
 
+@pytest.mark.policy(returned_payment_fee=D("15.00"), returned_payment_collection_fee=D("45.00"))
 def test_a_returned_payment_reopens_exactly_what_it_paid_and_its_fees_are_due_that_day(account, policy):
-    policy.returned_payment_fee, policy.returned_payment_collection_fee = D("15.00"), D("45.00")
-    policy.save()
     jan, feb, mar = bill(account, "100.00", JAN), bill(account, "80.00", FEB), bill(account, "60.00", MAR)
     first = pay(account, "130.00", "chk-1")
     second = pay(account, "20.00", "chk-2")  # pays February's remaining $50 in part
@@ -247,9 +231,8 @@ def test_only_bills_are_added_directly_and_only_to_postpaid_accounts(account):
     assert not Receivable.objects.exists() and not Credit.objects.exists()
 
 
+@pytest.mark.policy(debt_plan_share_percent=D("35"))
 def test_the_debt_plan_share_comes_off_before_the_rest_pays_the_oldest_bill(account, manager, policy):
-    policy.debt_plan_share_percent = D("35")
-    policy.save()
     old = bill(account, "500.00", datetime.date(2025, 12, 28))
     services.debt_transfer_to_arrears(account=account, amount="500.00", actor=manager, reason="old debt")
     assert opened(old) == [D("0.00")]  # the debt is in arrears now, no longer due
@@ -290,9 +273,8 @@ def test_the_amount_past_due_counts_what_is_open_on_receivables_due_before_the_d
     assert amount_past_due(account, on=MAR + datetime.timedelta(days=1)) == D("110.00")
 
 
+@pytest.mark.policy(returned_payment_fee=D("20.00"))
 def test_every_cent_adds_up(account, manager, policy):
-    policy.returned_payment_fee = D("20.00")
-    policy.save()
     jan, feb, mar = bill(account, "100.01", JAN), bill(account, "80.02", FEB), bill(account, "60.03", MAR)
     fee = services.fee_charge(
         account=account, code="meter-check", amount="45.00", on=datetime.date(2026, 2, 10)
@@ -352,7 +334,6 @@ def test_twenty_payments_to_one_postpaid_account_at_once_pay_its_bills_oldest_fi
 
     from django.db import connection
 
-    Policy.objects.get_or_create(effective_from=datetime.date(2026, 1, 1), defaults={"name": "test"})
     account = factories.account(billing_mode=POSTPAID)
     jan, feb, mar = bill(account, "100.00", JAN), bill(account, "50.00", FEB), bill(account, "75.00", MAR)
     barrier, errors = threading.Barrier(20), []

@@ -4,13 +4,8 @@ import datetime
 from decimal import Decimal
 
 import pytest
-import time_machine
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import transaction
 from django.urls import reverse
-from django_q import tasks as q_tasks
-from django_q.conf import Conf
 
 from accounts.models import Account
 from accounts.services import account_change_status
@@ -19,9 +14,8 @@ from billing import services
 from billing.prepaid import reconnect_if_restored, restore_amount_needed
 from billing.selectors import account_balances
 from coop.calendar import coop_zone
-from coop.services import policy_load_presets
 from meters.models import ServiceOrder
-from meters.services import meter_create, meter_install, order_request, order_send
+from meters.services import order_request, order_send
 
 D = Decimal
 K, S = ServiceOrder.Kind, ServiceOrder.Status
@@ -30,35 +24,7 @@ RECONNECT_TASK = "billing.prepaid.reconnect_if_restored"
 NOTICES_TASK = "notifications.tasks.messages_send_task"  # the payment's receipt
 
 
-@pytest.fixture
-def queued(monkeypatch):
-    calls = []
-    monkeypatch.setattr(
-        q_tasks, "async_task", lambda func, *args, **kwargs: calls.append((func, args, kwargs))
-    )
-    return calls
-
-
-@pytest.fixture
-def q_sync(monkeypatch):
-    monkeypatch.setattr(Conf, "SYNC", True)
-
-
-@pytest.fixture
-def manager(db):
-    user = get_user_model().objects.create_user("mgr", password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name="Billing manager"))
-    return user
-
-
-@pytest.fixture(autouse=True)
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
-
-
-def preset(name):
-    return policy_load_presets(names=[name], effective_from=datetime.date(2026, 1, 1))
+pytestmark = [pytest.mark.frozen(NOW)]
 
 
 _refs = iter(range(1, 10_000))
@@ -72,10 +38,7 @@ def pay(account, amount):
 
 def prepaid(balance, *, status=Account.Status.DISCONNECTED, start="50.00"):
     """A prepaid account with an AMI meter that paid `start`, then used energy down to `balance`."""
-    account = factories.account()
-    account_change_status(account=account, to_status=Account.Status.ACTIVE, actor=None, reason="enrolled")
-    meter = meter_create(serial=f"AMI{account.pk:06d}")
-    meter_install(meter=meter, location=account.location, installed_on=datetime.date(2026, 1, 5))
+    account = factories.account_with_meter()
     if D(start):
         pay(account, start)
     used = D(start) - D(balance)
@@ -102,20 +65,20 @@ def reconnects(account):
 
 @pytest.mark.django_db
 def test_program_e_needs_20_plus_the_debt_used_while_negative():
-    preset("E")
+    factories.policy("E")
     assert restore_amount_needed(prepaid("-5.50")) == D("25.50")  # the seed's own example
 
 
 @pytest.mark.django_db
 def test_program_a_needs_a_50_credit_counting_what_was_used_below_zero():
-    preset("A")
+    factories.policy("A")
     assert restore_amount_needed(prepaid("-3.20")) == D("53.20")
     assert restore_amount_needed(prepaid("0.00")) == D("50.00")
 
 
 @pytest.mark.django_db
 def test_program_b_with_a_35_percent_plan_is_grossed_up_so_25_reaches_the_balance(manager):
-    preset("B")
+    factories.policy("B")
     account = prepaid("0.00")
     with_plan(account, manager, D("500.00"))
     needed = restore_amount_needed(account)
@@ -127,7 +90,7 @@ def test_program_b_with_a_35_percent_plan_is_grossed_up_so_25_reaches_the_balanc
 
 @pytest.mark.django_db
 def test_the_grossed_up_amount_really_restores_service(manager, queued):
-    preset("B")
+    factories.policy("B")
     account = prepaid("0.00")
     with_plan(account, manager, D("500.00"))
     payment = pay(account, restore_amount_needed(account))
@@ -138,7 +101,7 @@ def test_the_grossed_up_amount_really_restores_service(manager, queued):
 
 @pytest.mark.django_db
 def test_program_e_with_its_20_percent_plan(manager):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
     with_plan(account, manager, D("80.00"))
     assert restore_amount_needed(account) == D("31.87")  # 20% of 31.87 is 6.37; 25.50 credited
@@ -146,7 +109,7 @@ def test_program_e_with_its_20_percent_plan(manager):
 
 @pytest.mark.django_db
 def test_a_plan_never_takes_more_than_the_arrears(manager):
-    preset("B")
+    factories.policy("B")
     account = prepaid("0.00")
     with_plan(account, manager, D("2.00"))
     assert restore_amount_needed(account) == D("27.00")
@@ -154,16 +117,16 @@ def test_a_plan_never_takes_more_than_the_arrears(manager):
 
 @pytest.mark.django_db
 def test_at_least_the_minimum_payment_and_nothing_when_already_enough():
-    preset("B")
+    factories.policy("B")
     assert restore_amount_needed(prepaid("20.00")) == D("10.00")  # $5 short, $10 minimum payment
     assert restore_amount_needed(prepaid("25.00")) == D("0.00")
 
 
 @pytest.mark.django_db
 def test_the_account_page_shows_the_amount_needed_to_restore_service(client):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
-    client.force_login(get_user_model().objects.create_superuser("boss", "b@coop.example", "x"))
+    client.force_login(factories.superuser())
     page = client.get(reverse("admin:accounts_account_change", args=[account.pk])).content.decode()
     assert "Amount needed to restore service: $25.50" in page
     active = prepaid("-5.50", status=Account.Status.ACTIVE)
@@ -178,7 +141,7 @@ def test_the_account_page_shows_the_amount_needed_to_restore_service(client):
 def test_a_payment_that_restores_service_sends_a_reconnect_order_at_once(
     q_sync, django_capture_on_commit_callbacks
 ):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         pay(account, "25.50")
@@ -195,7 +158,7 @@ def test_a_payment_that_restores_service_sends_a_reconnect_order_at_once(
 def test_the_payment_enqueues_the_reconnect_check_with_the_account_id(
     queued, django_capture_on_commit_callbacks
 ):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
     with django_capture_on_commit_callbacks(execute=True):
         pay(account, "25.50")
@@ -205,7 +168,7 @@ def test_the_payment_enqueues_the_reconnect_check_with_the_account_id(
 
 @pytest.mark.django_db
 def test_a_payment_short_of_the_level_orders_nothing(q_sync, django_capture_on_commit_callbacks):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
     with django_capture_on_commit_callbacks(execute=True):
         pay(account, "25.49")
@@ -217,7 +180,7 @@ def test_a_payment_short_of_the_level_orders_nothing(q_sync, django_capture_on_c
 def test_a_payment_to_an_active_account_enqueues_no_reconnect_check(
     queued, django_capture_on_commit_callbacks
 ):
-    preset("E")
+    factories.policy("E")
     account = prepaid("10.00", status=Account.Status.ACTIVE)
     with django_capture_on_commit_callbacks(execute=True):
         pay(account, "20.00")
@@ -226,7 +189,7 @@ def test_a_payment_to_an_active_account_enqueues_no_reconnect_check(
 
 @pytest.mark.django_db
 def test_a_payment_before_the_disconnect_was_sent_only_cancels_it(queued, django_capture_on_commit_callbacks):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50", status=Account.Status.ACTIVE)
     disconnect = order_request(account=account, kind=K.DISCONNECT, reason="negative balance")
     with django_capture_on_commit_callbacks(execute=True):
@@ -238,7 +201,7 @@ def test_a_payment_before_the_disconnect_was_sent_only_cancels_it(queued, django
 
 @pytest.mark.django_db
 def test_a_payment_after_the_head_end_took_the_disconnect_cancels_it_and_reconnects(queued):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50", status=Account.Status.ACTIVE)
     disconnect = order_request(account=account, kind=K.DISCONNECT, reason="negative balance")
     order_send(order_id=disconnect.pk)  # the switch may already be open
@@ -251,7 +214,7 @@ def test_a_payment_after_the_head_end_took_the_disconnect_cancels_it_and_reconne
 
 @pytest.mark.django_db
 def test_the_reconnect_check_is_safe_to_run_twice(queued):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
     pay(account, "25.50")
     first = reconnect_if_restored(account_id=account.pk)
@@ -261,7 +224,7 @@ def test_the_reconnect_check_is_safe_to_run_twice(queued):
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_committed_payment_enqueues_the_reconnect_check_after_commit(queued):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
     queued.clear()
     with transaction.atomic():
@@ -273,7 +236,7 @@ def test_a_committed_payment_enqueues_the_reconnect_check_after_commit(queued):
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_rolled_back_payment_queues_nothing(queued):
-    preset("E")
+    factories.policy("E")
     account = prepaid("-5.50")
     queued.clear()
     with pytest.raises(RuntimeError), transaction.atomic():

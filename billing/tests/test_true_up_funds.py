@@ -9,11 +9,11 @@ from decimal import Decimal
 import pytest
 import time_machine
 
+from accounts.tests import factories
 from billing import services
 from billing.daily import daily_run
 from billing.selectors import account_balances
 from billing.tests import factories as bf
-from coop.models import Policy
 from meters.models import MeterRead, ServiceOrder
 from meters.services import order_move_to_field, order_request
 
@@ -24,7 +24,7 @@ CHICAGO_NOON = "2026-12-15 18:00:00+00:00"
 
 
 def test_a_true_up_credit_that_funds_the_account_cancels_its_disconnect_on_the_crews_list():
-    Policy.objects.create(effective_from=datetime.date(2020, 1, 1), name="test")
+    factories.policy(effective_from=datetime.date(2020, 1, 1))
     bf.tariff(
         customer_charge=D("31.00"), blocks=((None, D("0.100000")),), summer_blocks=((None, D("0.100000")),)
     )

@@ -7,9 +7,10 @@ import pytest
 import time_machine
 from django.core.exceptions import ImproperlyConfigured
 
+from accounts.tests import factories
 from coop import calendar
 from coop.exceptions import PolicyNotConfigured
-from coop.models import OfficeClosure, Policy, WeatherHold
+from coop.models import OfficeClosure, WeatherHold
 
 CHICAGO_CDT = datetime.timedelta(hours=-5)
 CHICAGO_CST = datetime.timedelta(hours=-6)
@@ -26,11 +27,9 @@ def wisconsin_cooperative(settings):
     settings.COOP_HOLIDAY_STATE = "WI"
 
 
-@pytest.fixture
-def policy(db):
-    """One policy since long ago with the model's defaults: hours 08:00–16:00, no grace, no
-    disconnect window."""
-    return Policy.objects.create(effective_from=date(2000, 1, 1), name="Defaults")
+# `policy`: one version since long ago with the model's defaults: hours 08:00–16:00, no grace, no
+# disconnect window.
+pytestmark = pytest.mark.policy(effective_from=date(2000, 1, 1))
 
 
 def closure(start: date, end: date, reason: str = "Staff training") -> OfficeClosure:
@@ -305,7 +304,7 @@ def test_business_hours_around_fall_back(policy, instant, expected):
 def test_business_hours_use_the_local_day_not_the_utc_day(policy):
     # Monday 2 November 02:00 UTC is still Sunday 20:00 in Chicago; with late office hours the
     # answer depends on which day it is.
-    Policy.objects.create(
+    factories.policy_scheduled(
         effective_from=date(2026, 1, 1),
         name="Late hours",
         business_hours_start=time(8, 0),
@@ -325,7 +324,7 @@ def test_no_business_hours_on_a_holiday_or_an_office_closure(policy):
 
 @pytest.mark.django_db
 def test_the_policy_in_force_on_the_day_decides_business_hours(policy):
-    Policy.objects.create(
+    factories.policy_scheduled(
         effective_from=date(2026, 7, 1),
         name="Summer hours",
         business_hours_start=time(7, 0),
@@ -357,7 +356,7 @@ def test_without_a_policy_business_hours_cannot_be_known():
 @pytest.fixture
 def ten_to_eleven(db):
     """Program E: disconnect only between 10:00 and 11:00, with every kind of grace."""
-    return Policy.objects.create(
+    return factories.policy(
         effective_from=date(2000, 1, 1),
         name="Program E",
         grace_on_weekends=True,
@@ -410,7 +409,7 @@ def test_disconnect_window_on_the_dst_change_days(ten_to_eleven, instant, expect
     ],
 )
 def test_a_night_disconnect_window_across_the_repeated_and_the_missing_hour(instant, expected):
-    Policy.objects.create(
+    factories.policy(
         effective_from=date(2000, 1, 1),
         name="Night window",
         disconnect_window_start=time(1, 0),
@@ -428,7 +427,7 @@ def test_a_policy_without_a_window_allows_disconnection_at_any_time(policy):
 
 @pytest.mark.django_db
 def test_the_disconnect_window_follows_the_policy_in_force_on_the_local_day(ten_to_eleven):
-    Policy.objects.create(
+    factories.policy_scheduled(
         effective_from=date(2026, 7, 1),
         name="Program B",
     )
@@ -458,7 +457,7 @@ def test_grace_on_a_holiday_names_it(ten_to_eleven):
 
 @pytest.mark.django_db
 def test_holiday_grace_covers_a_christmas_on_a_saturday_even_without_weekend_grace():
-    Policy.objects.create(effective_from=date(2000, 1, 1), name="Holidays only", grace_on_holidays=True)
+    factories.policy(effective_from=date(2000, 1, 1), name="Holidays only", grace_on_holidays=True)
     assert calendar.disconnect_grace_reason(date(2027, 12, 25)) == "holiday: Christmas Day"
     assert calendar.disconnect_grace_reason(date(2027, 12, 26)) is None  # an ordinary Sunday
 
@@ -491,7 +490,7 @@ def test_a_policy_without_grace_allows_disconnection_on_any_day(policy):
 
 @pytest.mark.django_db
 def test_weather_grace_alone_ignores_weekends_holidays_and_closures():
-    Policy.objects.create(effective_from=date(2000, 1, 1), name="Weather only", grace_on_weather_holds=True)
+    factories.policy(effective_from=date(2000, 1, 1), name="Weather only", grace_on_weather_holds=True)
     closure(date(2026, 6, 10), date(2026, 6, 10), "Annual meeting")
     hold(date(2026, 11, 26), date(2026, 11, 26), "Ice storm")
     assert calendar.disconnect_grace_reason(date(2026, 1, 17)) is None
@@ -501,7 +500,7 @@ def test_weather_grace_alone_ignores_weekends_holidays_and_closures():
 
 @pytest.mark.django_db
 def test_grace_follows_the_policy_in_force_on_the_day(policy):
-    Policy.objects.create(effective_from=date(2026, 7, 1), name="Program E", grace_on_weekends=True)
+    factories.policy_scheduled(effective_from=date(2026, 7, 1), name="Program E", grace_on_weekends=True)
     assert calendar.disconnect_grace_reason(date(2026, 6, 27)) is None  # Saturday, old policy
     assert calendar.disconnect_grace_reason(date(2026, 7, 4)) == "weekend"  # Saturday, new policy
 

@@ -18,7 +18,6 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 import coop.urls
 from accounts.tests import factories
 from billing.services import payment_post
-from coop.models import Policy
 
 PASSWORD = "the-right-password-1"
 
@@ -100,7 +99,7 @@ def test_the_admin_works_in_a_browser_without_a_csp_violation(browser, live_serv
     settings.COOP_STAFF_OTP_REQUIRED = True  # as in production: the two-factor login page too
     root = get_user_model().objects.create_superuser("root", password=PASSWORD)
     device = TOTPDevice.objects.create(user=root, name="Phone", confirmed=True)
-    Policy.objects.create(effective_from=datetime.date(2020, 1, 1), name="CSP test")
+    factories.policy(effective_from=datetime.date(2020, 1, 1))
     account = factories.account(number="4000778")
     payment, _ = payment_post(account=account, amount=Decimal("30.00"), tender="cash", reference="CSP-1")
 

@@ -8,9 +8,9 @@ from django.apps import apps as django_apps
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
+from accounts.tests import factories
 from coop import roles, services
 from coop.models import FeeScheduleEntry
-from coop.tests.test_roles import user_in
 
 pytestmark = pytest.mark.django_db
 
@@ -18,17 +18,6 @@ seed_migration = importlib.import_module("coop.migrations.0003_seed_fee_schedule
 
 ADD = reverse("admin:coop_feescheduleentry_add")
 CHANGELIST = reverse("admin:coop_feescheduleentry_changelist")
-
-
-@pytest.fixture
-def manager():
-    return user_in(roles.MANAGER)
-
-
-@pytest.fixture
-def manager_client(client, manager):
-    client.force_login(manager)
-    return client
 
 
 @pytest.mark.parametrize(
@@ -158,7 +147,7 @@ def test_a_clerk_cannot_change_a_fee_by_reverting_it_from_its_history(client, ma
         actor=manager, entry=entry, code="meter-check", description=entry.description, amount="50.00"
     )
     first = entry.history.earliest()
-    clerk = user_in(roles.CLERK)
+    clerk = factories.staff(roles.CLERK)
     client.force_login(clerk)
     url = reverse("admin:coop_feescheduleentry_simple_history", args=[entry.pk, first.history_id])
     assert client.get(url).status_code == 200  # clerks may look at the history ...

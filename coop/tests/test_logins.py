@@ -10,10 +10,9 @@ import pytest
 import time_machine
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.test import Client
 
+from accounts.tests import factories
 from coop import roles
 
 pytestmark = pytest.mark.django_db
@@ -24,9 +23,7 @@ PASSWORD = "the-right-password-1"
 
 @pytest.fixture
 def clerk():
-    user = get_user_model().objects.create_user("clerk", password=PASSWORD, is_staff=True)
-    user.groups.add(Group.objects.get(name=roles.CLERK))
-    return user
+    return factories.staff(roles.CLERK, "clerk", password=PASSWORD)
 
 
 def sign_in(client, username, password, address="203.0.113.7"):

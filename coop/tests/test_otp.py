@@ -13,12 +13,11 @@ import re
 
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.tests import factories
 from coop import roles
 from coop.tests.test_settings import SETUP, run_python
 
@@ -30,14 +29,12 @@ PAGES = ["/admin/", "/admin/accounts/account/", "/admin/coop/policy/"]
 
 @pytest.fixture
 def clerk():
-    user = get_user_model().objects.create_user("clerk", password=PASSWORD, is_staff=True)
-    user.groups.add(Group.objects.get(name=roles.CLERK))
-    return user
+    return factories.staff(roles.CLERK, "clerk", password=PASSWORD)
 
 
 @pytest.fixture
 def superuser():
-    return get_user_model().objects.create_superuser("root", password=PASSWORD)
+    return factories.superuser("root", password=PASSWORD)
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
+from accounts.tests import factories
 from coop import roles, services
 from coop.admin import POLICY_FIELDSETS
 from coop.exceptions import PolicyHistoryLocked
 from coop.models import OfficeClosure, Policy, WeatherHold
-from coop.tests.test_roles import user_in
 
 pytestmark = pytest.mark.django_db
 
@@ -34,11 +34,6 @@ def frozen_today(settings):
     settings.TIME_ZONE = "America/Chicago"
     with at(TODAY):
         yield
-
-
-@pytest.fixture
-def manager():
-    return user_in(roles.MANAGER)
 
 
 @pytest.fixture
@@ -229,7 +224,7 @@ def test_a_weather_hold_records_who_entered_it_and_keeps_it_when_corrected(manag
     hold = services.weather_hold_create(
         actor=manager, start_date=date(2026, 1, 20), end_date=date(2026, 1, 22), reason="Extreme cold"
     )
-    other = user_in(roles.MANAGER, "manager2")
+    other = factories.staff(roles.MANAGER, "manager2")
     services.weather_hold_update(
         actor=other,
         hold=hold,
@@ -285,12 +280,6 @@ ADD = reverse("admin:coop_policy_add")
 
 def change_url(policy):
     return reverse("admin:coop_policy_change", args=[policy.pk])
-
-
-@pytest.fixture
-def manager_client(client, manager):
-    client.force_login(manager)
-    return client
 
 
 def test_admin_fieldsets_show_every_setting_once():
@@ -409,7 +398,7 @@ def test_admin_changes_a_scheduled_version_through_the_service(manager_client, m
 
 
 def test_admin_list_says_which_version_is_in_force_scheduled_or_past(manager_client, manager, current):
-    older = Policy.objects.create(effective_from=date(2025, 1, 1), name="Old rules")
+    older = factories.policy_scheduled(effective_from=date(2025, 1, 1), name="Old rules")
     pending = new_version(manager)
     rows = {
         p.pk: p for p in manager_client.get(reverse("admin:coop_policy_changelist")).context["cl"].result_list

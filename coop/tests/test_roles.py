@@ -1,7 +1,6 @@
 """The three staff roles (coop/roles.py) as the admin enforces them on the co-op's settings."""
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 
@@ -10,30 +9,6 @@ from coop import roles
 pytestmark = pytest.mark.django_db
 
 SETTINGS_MODELS = ["policy", "feescheduleentry", "officeclosure", "weatherhold", "billingcycle"]
-
-
-def user_in(role: str, username: str | None = None):
-    """A staff user in one role's group (staff: may log in to the admin; no superuser powers)."""
-    user = get_user_model().objects.create_user(
-        username or role.lower().replace(" ", "_"), password="x", is_staff=True
-    )
-    user.groups.add(Group.objects.get(name=role))
-    return get_user_model().objects.get(pk=user.pk)  # fresh: no cached permissions
-
-
-@pytest.fixture
-def clerk():
-    return user_in(roles.CLERK)
-
-
-@pytest.fixture
-def manager():
-    return user_in(roles.MANAGER)
-
-
-@pytest.fixture
-def auditor():
-    return user_in(roles.AUDITOR)
 
 
 def test_the_three_groups_exist_after_migrate():

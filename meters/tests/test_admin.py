@@ -1,8 +1,6 @@
 import datetime
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -17,18 +15,6 @@ pytestmark = pytest.mark.django_db
 
 METERS = reverse("admin:meters_meter_changelist")
 INSTALLATIONS = reverse("admin:meters_meterinstallation_changelist")
-
-
-@pytest.fixture
-def admin_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_superuser("boss", "boss@coop.example", "x"))
-    return client
-
-
-def _staff_in(role, username):
-    user = get_user_model().objects.create_user(username, password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    return user
 
 
 def _found(response):
@@ -133,12 +119,12 @@ def test_a_meter_installed_twice_is_refused_in_the_form(admin_client):
 
 def test_clerk_may_add_meters_but_gets_403_on_delete_and_auditor_on_change(client):
     meter = services.meter_create(serial="AMI-00000003")
-    client.force_login(_staff_in(roles.CLERK, "clerk"))
+    client.force_login(factories.staff(roles.CLERK, "clerk"))
     assert client.get(reverse("admin:meters_meter_add")).status_code == 200
     assert (
         client.post(reverse("admin:meters_meter_delete", args=[meter.pk]), {"post": "yes"}).status_code == 403
     )
-    client.force_login(_staff_in(roles.AUDITOR, "auditor"))
+    client.force_login(factories.staff(roles.AUDITOR, "auditor"))
     url = reverse("admin:meters_meter_change", args=[meter.pk])
     assert client.get(url).status_code == 200
     assert client.post(url, {"serial": "CHANGED"}).status_code == 403

@@ -15,7 +15,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import time_machine
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -24,8 +23,6 @@ from meters import greenbutton, services
 from meters.exceptions import ReadsImportError
 from meters.models import MeterRead
 from meters.reads import reads_import
-
-pytestmark = pytest.mark.django_db
 
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
 SHARED = Path(settings.BASE_DIR).parent / "shared/data/greenbutton"
@@ -48,10 +45,10 @@ _LISTED = re.compile(
 )
 
 
-@pytest.fixture(autouse=True)
-def _frozen_now():
-    with time_machine.travel(datetime.datetime(2026, 11, 24, 10, 0, tzinfo=CHICAGO), tick=False):
-        yield
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.frozen(datetime.datetime(2026, 11, 24, 10, 0, tzinfo=CHICAGO)),
+]
 
 
 @pytest.fixture

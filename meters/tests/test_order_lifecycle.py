@@ -6,7 +6,7 @@ from coop.lifecycle import IllegalTransition, map_problems
 from meters import services
 from meters.exceptions import IllegalOrderTransition
 from meters.models import ServiceOrder
-from meters.tests.test_orders import active_account, queued, request  # noqa: F401 (queued: a fixture)
+from meters.tests.test_orders import active_account, request
 
 pytestmark = pytest.mark.django_db
 S = ServiceOrder.Status

@@ -4,15 +4,12 @@ import datetime
 
 import pytest
 import time_machine
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.urls import reverse
-from django_q import tasks as q_tasks
-from django_q.conf import Conf
 
 from accounts.models import Account, AccountStatusChange
 from accounts.services import account_change_status
 from accounts.tests import factories
+from coop import roles
 from meters import services, tasks
 from meters.exceptions import IllegalOrderTransition
 from meters.models import ServiceOrder
@@ -26,38 +23,11 @@ CHANGELIST = reverse("admin:meters_serviceorder_changelist")
 FIELD_LIST = reverse("admin:meters_serviceorder_field_list")
 
 
-@pytest.fixture
-def queued(monkeypatch):
-    """Records what would be enqueued on the cluster instead of running it."""
-    calls = []
-    monkeypatch.setattr(
-        q_tasks, "async_task", lambda func, *args, **kwargs: calls.append((func, args, kwargs))
-    )
-    return calls
-
-
-@pytest.fixture
-def q_sync(monkeypatch):
-    """django-q2 runs each enqueued task at once, in this process (its `sync` mode). Conf is read
-    when django_q is imported, so override_settings(Q_CLUSTER=...) would not reach it."""
-    monkeypatch.setattr(Conf, "SYNC", True)
-
-
-def _user(username, role=None, **extra):
-    user = get_user_model().objects.create_user(username, password="x", is_staff=True, **extra)
-    if role:
-        user.groups.add(Group.objects.get(name=role))
-    return user
-
-
 def active_account(*, serial, remote=True, line1=None, city="Hawkins", status=Account.Status.ACTIVE):
     location = factories.location(**({"line1": line1} if line1 else {}), city=city)
-    account = factories.account(location=location)
-    account_change_status(account=account, to_status=Account.Status.ACTIVE, actor=None, reason="enrolled")
+    account = factories.account_with_meter(serial=serial, remote=remote, location=location)
     if status == Account.Status.DISCONNECTED:
         account_change_status(account=account, to_status=status, actor=None, reason="test setup")
-    meter = services.meter_create(serial=serial, remote_disconnect_capable=remote)
-    services.meter_install(meter=meter, location=location, installed_on=datetime.date(2026, 1, 5))
     account.refresh_from_db()
     return account
 
@@ -221,7 +191,7 @@ def test_a_failing_head_end_is_retried_with_backoff_then_left_failed_for_staff(q
     assert (order.status, order.attempts, order.next_attempt_at) == (S.FAILED, 3, None)  # out of attempts
     assert services.orders_retry_due(now=T0 + datetime.timedelta(days=1)) == 0
 
-    client.force_login(_user("boss", is_superuser=True))
+    client.force_login(factories.superuser())
     response = client.get(CHANGELIST, {"attention": "failed"})
     assert response.status_code == 200
     assert [o.pk for o in response.context["cl"].result_list] == [order.pk]
@@ -266,7 +236,7 @@ def test_a_meter_without_a_remote_switch_goes_to_the_field_list_and_a_clerk_conf
     assert {o.status for o in ServiceOrder.objects.all()} == {S.SENT}
     assert not [c for c in queued if c[0] == "meters.tasks.order_confirm_task"]  # nobody confirms by itself
 
-    clerk = _user("clerk", "Billing clerk")
+    clerk = factories.staff(roles.CLERK, "clerk")
     client.force_login(clerk)
     response = client.get(FIELD_LIST)
     assert response.status_code == 200
@@ -288,7 +258,7 @@ def test_a_meter_without_a_remote_switch_goes_to_the_field_list_and_a_clerk_conf
 
 def test_an_auditor_sees_the_field_list_but_cannot_confirm(queued, client):
     order = request(active_account(serial="OLD1", remote=False))
-    client.force_login(_user("audit", "Auditor"))
+    client.force_login(factories.staff(roles.AUDITOR, "audit"))
     response = client.get(FIELD_LIST)
     assert response.status_code == 200 and "Confirm done" not in response.content.decode()
     confirm = reverse("admin:meters_serviceorder_field_confirm", args=[order.pk])
@@ -300,7 +270,7 @@ def test_staff_move_a_failed_order_to_the_field_list_and_confirm_it_with_the_act
     account = active_account(serial="AMI1")
     order = request(account)
     services.order_send(order_id=order.pk)
-    clerk = _user("clerk", "Billing clerk")
+    clerk = factories.staff(roles.CLERK, "clerk")
     client.force_login(clerk)
     client.post(CHANGELIST, {"action": "move_to_field", "_selected_action": [order.pk]})
     order.refresh_from_db()
@@ -315,7 +285,7 @@ def test_staff_move_a_failed_order_to_the_field_list_and_confirm_it_with_the_act
 
 def test_the_cancel_action_needs_a_reason(queued, client):
     order = request(active_account(serial="AMI1"))
-    client.force_login(_user("clerk", "Billing clerk"))
+    client.force_login(factories.staff(roles.CLERK, "clerk"))
     client.post(CHANGELIST, {"action": "cancel", "_selected_action": [order.pk], "reason": ""})
     order.refresh_from_db()
     assert order.status == S.QUEUED
@@ -326,7 +296,7 @@ def test_the_cancel_action_needs_a_reason(queued, client):
 
 def test_the_order_pages_are_read_only(queued, client):
     order = request(active_account(serial="AMI1"))
-    client.force_login(_user("boss", is_superuser=True))
+    client.force_login(factories.superuser())
     response = client.get(reverse("admin:meters_serviceorder_change", args=[order.pk]))
     assert response.status_code == 200
     assert response.context["adminform"].form.fields == {}

@@ -8,7 +8,6 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
-import time_machine
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -16,15 +15,14 @@ from meters import services
 from meters.models import MeterRead
 from meters.reads import reads_import
 
-pytestmark = pytest.mark.django_db
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
 NUL = "contains a NUL character (byte 0); export the file again as plain CSV"
 
 
-@pytest.fixture(autouse=True)
-def _frozen_now():
-    with time_machine.travel(datetime.datetime(2026, 11, 24, 20, 0, tzinfo=CHICAGO), tick=False):
-        yield
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.frozen(datetime.datetime(2026, 11, 24, 20, 0, tzinfo=CHICAGO)),
+]
 
 
 @pytest.fixture(autouse=True)

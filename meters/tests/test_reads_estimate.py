@@ -5,7 +5,6 @@ import zoneinfo
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -16,18 +15,16 @@ from meters import services
 from meters.models import MeterRead
 from meters.reads import reads_estimate_missing
 
-pytestmark = pytest.mark.django_db
-
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
 D = Decimal
 DAY = datetime.date(2026, 11, 23)  # a Monday
 ACTUAL, ESTIMATED = MeterRead.Quality.ACTUAL, MeterRead.Quality.ESTIMATED
 
 
-@pytest.fixture(autouse=True)
-def _frozen_now():
-    with time_machine.travel(datetime.datetime(2026, 11, 24, 6, 0, tzinfo=CHICAGO), tick=False):
-        yield
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.frozen(datetime.datetime(2026, 11, 24, 6, 0, tzinfo=CHICAGO)),
+]
 
 
 def ago(days):

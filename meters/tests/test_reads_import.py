@@ -24,17 +24,15 @@ from meters.management.commands.import_reads import Command as ImportReadsComman
 from meters.models import MeterRead
 from meters.reads import reads_estimate_missing, reads_import, reads_import_rows
 
-pytestmark = pytest.mark.django_db
-
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
 D = Decimal
 
 
-@pytest.fixture(autouse=True)
-def _frozen_now():
+pytestmark = [
+    pytest.mark.django_db,
     # 20:00 in Chicago is already 25 November in UTC: "today" must still be the 24th.
-    with time_machine.travel(datetime.datetime(2026, 11, 24, 20, 0, tzinfo=CHICAGO), tick=False):
-        yield
+    pytest.mark.frozen(datetime.datetime(2026, 11, 24, 20, 0, tzinfo=CHICAGO)),
+]
 
 
 @pytest.fixture
@@ -433,7 +431,7 @@ def test_the_reads_admin_lists_searches_and_filters_but_changes_nothing(
 ):
     reads_import(path=write_csv(tmp_path, GOOD_FILE))
     MeterRead.objects.filter(meter__serial="M-2", day=datetime.date(2026, 11, 20)).update(quality="estimated")
-    client.force_login(django_user_model.objects.create_superuser("boss", "boss@coop.example", "x"))
+    client.force_login(factories.superuser())
     changelist = reverse("admin:meters_meterread_changelist")
 
     def found(params):

@@ -10,7 +10,6 @@ from twilio.http.response import Response
 from accounts.models import Account
 from accounts.services import account_change_status
 from accounts.tests import factories
-from coop.models import Policy
 from notifications import services
 from notifications.models import NotificationPreference
 
@@ -83,10 +82,12 @@ def enqueued(monkeypatch):
 
 
 @pytest.fixture
-def policy(db):
-    return Policy.objects.create(
+def policy(request, db):
+    """The notices' policy: warnings below $20.00, restored at $10.00 (marks may change it, see the
+    root conftest.py)."""
+    return factories.policy_marked(
+        request.node,
         effective_from=datetime.date(2020, 1, 1),
-        name="test",
         low_balance_threshold_default=Decimal("20.00"),
         restore_level=Decimal("10.00"),
     )

@@ -4,20 +4,15 @@ messages panel, and who may do what."""
 import datetime
 
 import pytest
-import time_machine
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from coop import roles
 from notifications import events
 from notifications.models import Message, NoticeTemplate, NotificationPreference
 from notifications.tests.conftest import member_with, pref, prepaid_account
 
-pytestmark = pytest.mark.django_db
 UTC = datetime.UTC
 NOON = datetime.datetime(2026, 3, 3, 18, 0, tzinfo=UTC)
 LOG = reverse("admin:notifications_message_changelist")
@@ -26,33 +21,7 @@ TEMPLATES = reverse("admin:notifications_noticetemplate_changelist")
 EVENTS = reverse("admin:notifications_webhookevent_changelist")
 
 
-@pytest.fixture(autouse=True)
-def at_noon():
-    with time_machine.travel(NOON, tick=False):
-        yield
-
-
-def staff(role, username=None):
-    user = get_user_model().objects.create_user(
-        username or role.split()[-1].lower(), password="x", is_staff=True
-    )
-    user.groups.add(Group.objects.get(name=role))
-    return get_user_model().objects.get(pk=user.pk)
-
-
-@pytest.fixture
-def clerk():
-    return staff(roles.CLERK)
-
-
-@pytest.fixture
-def manager():
-    return staff(roles.MANAGER)
-
-
-@pytest.fixture
-def auditor():
-    return staff(roles.AUDITOR)
+pytestmark = [pytest.mark.django_db, pytest.mark.frozen(NOON)]
 
 
 def found(response):

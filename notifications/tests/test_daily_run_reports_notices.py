@@ -11,14 +11,12 @@ from billing import services
 from billing.daily import daily_run
 from billing.models import DailyRun
 from billing.tests import factories as bf
-from coop.models import Policy
 from notifications import events
 
 pytestmark = pytest.mark.django_db
 
 
-def test_notices_that_fail_after_the_run_mark_the_run_finished_with_failures(monkeypatch):
-    Policy.objects.create(effective_from=datetime.date(2020, 1, 1), name="test")
+def test_notices_that_fail_after_the_run_mark_the_run_finished_with_failures(policy, monkeypatch):
     bf.tariff()
     account = bf.prepaid_account()
     services.payment_post(account=account, amount=Decimal("30.00"), tender="cash", reference="r1")
@@ -37,8 +35,7 @@ def test_notices_that_fail_after_the_run_mark_the_run_finished_with_failures(mon
     assert run.failure_detail == "notices: template missing (run the day again to queue them)"
 
 
-def test_a_run_whose_notices_are_queued_is_finished(monkeypatch):
-    Policy.objects.create(effective_from=datetime.date(2020, 1, 1), name="test")
+def test_a_run_whose_notices_are_queued_is_finished(policy, monkeypatch):
     bf.tariff()
     account = bf.prepaid_account()
     services.payment_post(account=account, amount=Decimal("30.00"), tender="cash", reference="r1")

@@ -5,9 +5,6 @@ import logging
 from decimal import Decimal
 
 import pytest
-import time_machine
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -19,21 +16,10 @@ from notifications import events
 from notifications.models import Message
 from notifications.tests.conftest import member_with, prepaid_account
 
-pytestmark = pytest.mark.django_db
 NOON = datetime.datetime(2026, 3, 3, 18, 0, tzinfo=datetime.UTC)
 
 
-@pytest.fixture(autouse=True)
-def at_noon():
-    with time_machine.travel(NOON, tick=False):
-        yield
-
-
-@pytest.fixture
-def manager():
-    user = get_user_model().objects.create_user("mgr", password="x")
-    user.groups.add(Group.objects.get(name="Billing manager"))
-    return user
+pytestmark = [pytest.mark.django_db, pytest.mark.frozen(NOON)]
 
 
 def queued(account, notice) -> list[int]:
@@ -65,9 +51,8 @@ def test_a_payment_receipt_is_sent_once_per_payment(policy):
     assert events.notify_payment_receipt(payment_id=payment.pk) == []
 
 
+@pytest.mark.policy(returned_payment_fee=Decimal("25.00"))
 def test_a_returned_payment_says_why_and_is_required(policy):
-    policy.returned_payment_fee = Decimal("25.00")
-    policy.save()
     account = prepaid_account(member_with(muted_notices=["payment_receipt"]))
     payment, _ = billing.payment_post(
         account=account, amount=Decimal("80.00"), tender="check", reference="1042", received_at=NOON

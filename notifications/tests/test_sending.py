@@ -9,6 +9,7 @@ import threading
 import pytest
 import time_machine
 from django.core import mail
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
 from notifications import events, services, transports, webhooks
@@ -72,7 +73,7 @@ def test_optional_notices_can_be_turned_off_but_disconnect_warnings_cannot(polic
     account = prepaid_account(member_with(muted_notices=["restored"]))
     assert events.notify_restored(account_id=account.pk) == []
     assert channels(events.notify_disconnected(account_id=account.pk)) == ["email", "sms"]
-    with pytest.raises(Exception, match="cannot be turned off"):
+    with pytest.raises(ValidationError, match="cannot be turned off"):
         services.preference_update(member=account.member, muted_notices=["disconnected"])
 
 

@@ -5,11 +5,8 @@ import logging
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from coop import roles
 from notifications.exceptions import TemplateInvalid
 from notifications.models import NoticeTemplate
 from notifications.notices import Channel, Notice
@@ -44,11 +41,10 @@ UNSAFE = [
 
 
 @pytest.fixture
-def manager(client):
-    user = get_user_model().objects.create_user("mgr", password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name=roles.MANAGER))
-    client.force_login(get_user_model().objects.get(pk=user.pk))
-    return user
+def client(client, manager):
+    """Signed in as a billing manager."""
+    client.force_login(manager)
+    return client
 
 
 def edit_url(notice: str, channel: str) -> str:
