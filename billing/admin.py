@@ -28,8 +28,11 @@ from billing.models import (
     ReturnedPayment,
     Transaction,
 )
+from billing.prepaid import restore_amount_needed
 from coop.admin_tools import BigTableAdmin, ExactSearchMixin, ReadOnlyInline, ViewOnlyMixin, account_link
+from coop.exceptions import CoopError
 from coop.models import FeeScheduleEntry
+from coop.money import usd
 
 ACCOUNT_PAGE_PANELS.append(money_panel)
 
@@ -37,10 +40,6 @@ ACCOUNT_PAGE_PANELS.append(money_panel)
 def restore_line(request, account) -> str:
     """Under the money panel of a disconnected prepaid account: what the member must still pay for
     service to come back (billing.prepaid.restore_amount_needed)."""
-    from billing.admin_views import usd
-    from billing.prepaid import restore_amount_needed
-    from coop.exceptions import CoopError
-
     if (
         account.billing_mode != account.BillingMode.PREPAID
         or account.status != account.Status.DISCONNECTED

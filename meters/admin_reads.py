@@ -1,4 +1,4 @@
-"""Admin for meter reads (see meters/reads.py).
+"""Admin for meter reads (see meters/reads/).
 
 Reads come from files (import_reads) and from the morning estimates (reads_estimate_missing), and
 billing prices them by (meter, day): nobody adds, edits or deletes one here, whatever their

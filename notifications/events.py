@@ -30,6 +30,7 @@ from billing.events import (
     PaymentReturned,
 )
 from billing.models import DebtPlan, Deduction, LedgerAccount, Payment, ReturnedPayment, Transaction
+from billing.prepaid import restore_amount_needed
 from billing.selectors import account_balances, member_amount
 from coop import events
 from coop.calendar import local_date, local_today, to_local
@@ -234,8 +235,6 @@ def notify_disconnected(
 
 
 def _restore_amount(account: Account) -> Decimal:
-    from billing.prepaid import restore_amount_needed
-
     return restore_amount_needed(account)
 
 

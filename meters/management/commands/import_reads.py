@@ -1,4 +1,4 @@
-"""Import meter reads from a CSV or Green Button file (see meters/reads.py)."""
+"""Import meter reads from a CSV or Green Button file (see meters/reads/)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
