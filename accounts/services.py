@@ -86,9 +86,12 @@ def account_open(
 def account_change_cycle(*, actor, account: Account, billing_cycle) -> Account:
     """Put a postpaid account on another billing cycle (the one thing edited on an account's
     page: a member or location change is a transfer, a billing mode change a conversion)."""
-    if account.billing_mode == Account.BillingMode.PREPAID:
-        raise ValidationError({"billing_cycle": "A prepaid account has no billing cycle."})
-    return change_with_history(account, actor=actor, fields={"billing_cycle": billing_cycle})
+
+    def postpaid(locked: Account) -> None:
+        if locked.billing_mode == Account.BillingMode.PREPAID:
+            raise ValidationError({"billing_cycle": "A prepaid account has no billing cycle."})
+
+    return change_with_history(account, actor=actor, fields={"billing_cycle": billing_cycle}, check=postpaid)
 
 
 @transaction.atomic
@@ -249,10 +252,16 @@ def hold_end(*, actor, hold: ServiceHold, reason: str = "") -> ServiceHold:
     no hold from today on. A hold not started before today is corrected (its dates), not ended."""
     check_texts(reason=reason)
     yesterday = local_today() - datetime.timedelta(days=1)
-    if hold.expires_on <= yesterday:
-        raise ValidationError({"expires_on": f"This hold already ended on {hold.expires_on:%Y-%m-%d}."})
-    if hold.starts_on > yesterday:
-        raise ValidationError(
-            {"starts_on": f"This hold starts on {hold.starts_on:%Y-%m-%d}: change its dates, not end it."}
-        )
-    return change_with_history(hold, actor=actor, fields={"expires_on": yesterday}, reason=reason)
+
+    def endable(locked: ServiceHold) -> None:
+        if locked.expires_on <= yesterday:
+            raise ValidationError({"expires_on": f"This hold already ended on {locked.expires_on:%Y-%m-%d}."})
+        if locked.starts_on > yesterday:
+            starts = f"{locked.starts_on:%Y-%m-%d}"
+            raise ValidationError(
+                {"starts_on": f"This hold starts on {starts}: change its dates, not end it."}
+            )
+
+    return change_with_history(
+        hold, actor=actor, fields={"expires_on": yesterday}, reason=reason, check=endable
+    )

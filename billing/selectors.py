@@ -76,22 +76,26 @@ def account_balances(account) -> Balances:
     )
 
 
-def balances_after(payment: Payment) -> Balances:
-    """The account's balances just after `payment` posted, for its receipt (which may be printed
-    again later). Postings to one member ledger account are serialized by its row lock and take
-    their ids in that order, so the legs up to the payment's transaction are exactly the past.
-    (SQLite sums in floating point; the DecimalField converter rounds the total back to the cent,
-    exact for any realistic number of legs.)"""
+def balances_as_of(account_id: int, transaction_id: int) -> Balances:
+    """The account's balances just after the transaction `transaction_id` posted, for what reports
+    it later (a receipt printed again, a notice queued after the commit, when later postings of the
+    same database transaction may already be in). Postings to one member ledger account are
+    serialized by its row lock and take their ids in that order, so the legs up to that transaction
+    are exactly the past. (SQLite sums in floating point; the DecimalField converter rounds the total
+    back to the cent, exact for any realistic number of legs.)"""
     return balances_from(
         dict(
-            Leg.objects.filter(
-                ledger_account__account_id=payment.account_id, transaction_id__lte=payment.transaction_id
-            )
+            Leg.objects.filter(ledger_account__account_id=account_id, transaction_id__lte=transaction_id)
             .values_list("ledger_account__purpose")
             .annotate(total=Sum("amount"))
             .order_by()
         )
     )
+
+
+def balances_after(payment: Payment) -> Balances:
+    """The account's balances just after `payment` posted, for its receipt."""
+    return balances_as_of(payment.account_id, payment.transaction_id)
 
 
 def active_plan(account) -> DebtPlan | None:

@@ -5,6 +5,7 @@ written by the same save, so they commit or roll back with the change. Services 
 their own transaction; an account's status moves keep their own trail as well
 (accounts.AccountStatusChange), and the money records their own who and when (billing)."""
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db import models
@@ -39,10 +40,22 @@ def create_with_history(instance: models.Model, *, actor, reason: str = ""):
     return instance
 
 
-def change_with_history(instance: models.Model, *, actor, fields: dict[str, Any], reason: str = ""):
+def change_with_history(
+    instance: models.Model,
+    *,
+    actor,
+    fields: dict[str, Any],
+    reason: str = "",
+    check: Callable[[models.Model], None] | None = None,
+):
     """Set `fields` on the row, locked first so two writers do not interleave, validate it and
-    save it with its history's user and reason. Returns the saved row."""
+    save it with its history's user and reason. Returns the saved row. `check(locked)` runs on the
+    locked row as it is now, before any field is set: a service's rule about the row's current
+    state (already removed, already ended) is asked there, so a second writer waiting on the lock
+    is refused by what the first wrote."""
     locked = type(instance)._default_manager.select_for_update().get(pk=instance.pk)
+    if check is not None:
+        check(locked)
     for name, value in fields.items():
         setattr(locked, name, value)
     _who(locked, actor=actor, reason=reason)

@@ -63,6 +63,7 @@ from billing.models import (
 )
 from billing.selectors import balances_from, check_restricted_until
 from coop.models import Policy
+from coop.money import usd
 
 ONE_DAY = datetime.timedelta(days=1)
 WAIVED_AFTER = datetime.timedelta(hours=2)  # the manager reviews a return the day it comes back
@@ -193,8 +194,8 @@ class MoneySummary:
 
 
 def money(amount: Decimal) -> str:
-    """$1,234.50 or -$12.00."""
-    return f"{'-' if amount < 0 else ''}${abs(amount):,.2f}"
+    """$1,234.50 or -$12.00 (an ASCII minus: the seed's summary is printed to a terminal)."""
+    return usd(amount, minus="-")
 
 
 def _n(count: int, noun: str) -> str:

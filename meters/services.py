@@ -56,9 +56,13 @@ def meter_install(*, actor=None, meter: Meter, location, installed_on: datetime.
 def meter_remove(
     *, actor=None, installation: MeterInstallation, removed_on: datetime.date
 ) -> MeterInstallation:
-    if MeterInstallation.objects.get(pk=installation.pk).removed_on is not None:
-        raise ValidationError({"removed_on": f"Meter {installation.meter} was already removed."})
-    return change_with_history(installation, actor=actor, fields={"removed_on": removed_on})
+    def not_removed(locked: MeterInstallation) -> None:
+        if locked.removed_on is not None:
+            raise ValidationError({"removed_on": f"Meter {locked.meter} was already removed."})
+
+    return change_with_history(
+        installation, actor=actor, fields={"removed_on": removed_on}, check=not_removed
+    )
 
 
 # --- Service orders (disconnect / reconnect) ------------------------------------------------------

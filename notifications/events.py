@@ -31,7 +31,7 @@ from billing.events import (
 )
 from billing.models import DebtPlan, Deduction, LedgerAccount, Payment, ReturnedPayment, Transaction
 from billing.prepaid import restore_amount_needed
-from billing.selectors import account_balances, member_amount
+from billing.selectors import Balances, balances_after, balances_as_of, member_amount
 from coop import events
 from coop.calendar import local_date, local_today, to_local
 from coop.models import Policy
@@ -76,7 +76,17 @@ def _account(account_id: int) -> Account:
     return Account.objects.select_related("member__notification_preference").get(pk=account_id)
 
 
-def _queue(*, account: Account, notice: str, key: str, context: dict, notice_day=None) -> list[int]:
+def _queue(
+    *,
+    account: Account,
+    notice: str,
+    key: str,
+    context: dict,
+    notice_day=None,
+    balances: Balances | None = None,
+) -> list[int]:
+    """Queue one notice about `account`. `balances`: as of the posting it reports; a notice is
+    queued after the commit, when later postings of the same transaction (a payment file) are in."""
     member = account.member
     try:
         pref = member.notification_preference
@@ -87,7 +97,7 @@ def _queue(*, account: Account, notice: str, key: str, context: dict, notice_day
         "first_name": member.first_name,
         "last_name": member.last_name,
         "account": account.number,
-        **balance_context(account),
+        **balance_context(account, balances),
         **context,
     }
     planned = message_plan(
@@ -120,6 +130,7 @@ def notify_payment_receipt(*, payment_id: int) -> list[int]:
             "tender": payment.get_tender_display().lower(),
         },
         notice_day=local_date(payment.received_at),
+        balances=balances_after(payment),
     )
 
 
@@ -129,6 +140,10 @@ def notify_returned_payment(*, payment_id: int, fee: Decimal | None = None) -> l
     fee charged for it, if any, to mention in the email."""
     returned = ReturnedPayment.objects.select_related("payment").get(payment_id=payment_id)
     payment = returned.payment
+    # The balance after the return and the fees it charged (linked to its transaction).
+    last = max(
+        [returned.transaction_id, *returned.transaction.return_fees.values_list("transaction_id", flat=True)]
+    )
     return _queue(
         account=_account(payment.account_id),
         notice=Notice.RETURNED_PAYMENT,
@@ -141,6 +156,7 @@ def notify_returned_payment(*, payment_id: int, fee: Decimal | None = None) -> l
             "fee": usd(fee) if fee else "",
         },
         notice_day=returned.returned_on,
+        balances=balances_as_of(payment.account_id, last),
     )
 
 
@@ -163,6 +179,7 @@ def notify_deposit_change(*, transaction_id: int) -> list[int]:
         ZERO,
     )
     account = _account(txn.account_id)
+    after = balances_as_of(txn.account_id, txn.pk)
     return _queue(
         account=account,
         notice=Notice.DEPOSIT_CHANGE,
@@ -170,9 +187,10 @@ def notify_deposit_change(*, transaction_id: int) -> list[int]:
         context={
             "change": DEPOSIT_CHANGES[txn.kind],
             "amount": usd(abs(moved)),
-            "deposit_held": usd(account_balances(account).deposit_held),
+            "deposit_held": usd(after.deposit_held),
         },
         notice_day=txn.effective_date,
+        balances=after,
     )
 
 
@@ -190,7 +208,9 @@ def notify_plan_change(*, plan_id: int) -> list[int]:
     and status."""
     plan = DebtPlan.objects.get(pk=plan_id)
     account = _account(plan.account_id)
-    arrears = account_balances(account).arrears
+    # The arrears when the plan began (the notice is queued after the commit, when a payment of
+    # the same transaction may already have paid some).
+    arrears = plan.enrolled_amount
     return _queue(
         account=account,
         notice=Notice.PLAN_CHANGE,

@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce
 
 from accounts.models import Account
 from billing.models import Deduction
-from billing.selectors import account_balances
+from billing.selectors import Balances, account_balances
 from coop.calendar import coop_zone, to_local
 from coop.money import MoneyField
 from notifications.models import QUIET_END, QUIET_START, Message, NotificationPreference
@@ -273,10 +273,11 @@ def latest_days_remaining(account_id: int) -> int | None:
     )
 
 
-def balance_context(account: Account) -> dict:
+def balance_context(account: Account, balances: Balances | None = None) -> dict:
     """`balance` and `days` as a notice about this account states them: the prepaid balance and
-    the latest days-remaining estimate, or a postpaid account's amount due."""
-    balances = account_balances(account)
+    the latest days-remaining estimate, or a postpaid account's amount due. `balances`: as of the
+    posting the notice reports (billing.selectors.balances_as_of); default, as of now."""
+    balances = balances or account_balances(account)
     if account.billing_mode == Account.BillingMode.PREPAID:
         return {"balance": usd(balances.prepaid_credit), "days": latest_days_remaining(account.pk)}
     due = balances.amount_due

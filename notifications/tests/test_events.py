@@ -5,7 +5,7 @@ import logging
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Account
@@ -66,6 +66,42 @@ def test_a_returned_payment_says_why_and_is_required(policy):
     assert "was returned (insufficient funds). Balance -$25.00." in sms_of(ids).body
     assert (
         "A returned-payment fee of $25.00 applies." in Message.objects.get(pk__in=ids, channel="email").body
+    )
+
+
+@pytest.mark.policy(returned_payment_fee=Decimal("25.00"))
+def test_each_notice_states_the_balance_after_its_own_posting_when_several_commit_together(policy, manager):
+    # A payment file posts in one transaction (billing/imports.py); its receipts are queued after
+    # the commit, when every payment of the file is in. Each says what its own payment left.
+    account = prepaid_account()
+    with transaction.atomic():
+        first, _ = billing.payment_post(
+            account=account, amount=Decimal("50.00"), tender="check", reference="1001", received_at=NOON
+        )
+        second, _ = billing.payment_post(
+            account=account, amount=Decimal("30.00"), tender="check", reference="1002", received_at=NOON
+        )
+        billing.payment_return(payment=first, reason="nsf")
+        billing.deposit_collect(account=account, amount=Decimal("100.00"), tender="cash", reference="d1")
+        billing.deposit_collect(account=account, amount=Decimal("20.00"), tender="cash", reference="d2")
+    receipts = texts(account, "payment_receipt")
+    assert receipts == [
+        f"Demo Electric Cooperative: $50.00 received for acct {account.number}, receipt "
+        f"{first.receipt_number}. Balance $50.00. Thank you!",
+        f"Demo Electric Cooperative: $30.00 received for acct {account.number}, receipt "
+        f"{second.receipt_number}. Balance $80.00. Thank you!",
+    ]
+    # 80.00, less the 50.00 returned and its 25.00 fee
+    assert "Balance $5.00." in texts(account, "returned_payment")[0]
+    held = texts(account, "deposit_change")
+    assert ("held now $100.00" in held[0], "held now $120.00" in held[1]) == (True, True)
+
+
+def texts(account, notice) -> list[str]:
+    return list(
+        Message.objects.filter(account=account, notice=notice, channel="sms")
+        .order_by("pk")
+        .values_list("body", flat=True)
     )
 
 
