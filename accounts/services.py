@@ -241,8 +241,7 @@ def hold_create(
 @transaction.atomic
 def hold_update(*, actor, hold: ServiceHold, **fields) -> ServiceHold:
     """Correct or extend a hold: its kind, dates or note (not its account or who entered it)."""
-    if wrong := sorted(set(fields) - set(HOLD_FIELDS)):
-        raise TypeError(f"ServiceHold: not changed here: {', '.join(wrong)}")
+    editable_fields(ServiceHold, fields, fixed=("account", "entered_by", "entered_at"))
     return change_with_history(hold, actor=actor, fields=fields)
 
 
